@@ -1,0 +1,110 @@
+"""The exceptions cloudy raises. One root, `CloudyError`.
+
+Local misuse (`ProcessError` family) is kept apart from what a peer did or what
+the network did (`RemoteError` family), so that a caller can tell "you called it
+wrong" from "it broke over there".
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .identity import NodeId, ProcessId
+    from .messages import DiedReason
+
+__all__ = [
+    "CloudyError",
+    "ConnectionRefusedByPeer",
+    "EncodeError",
+    "NodeUnreachable",
+    "NotInProcessError",
+    "ProcessExitException",
+    "ProcessLinkException",
+    "ProcessRegistrationException",
+    "ProtocolError",
+    "RemoteCallError",
+    "RemoteError",
+    "SpawnError",
+]
+
+
+class CloudyError(Exception):
+    """Root of every error cloudy raises."""
+
+
+# --- local misuse ---------------------------------------------------------------
+
+
+class NotInProcessError(CloudyError):
+    """A process-API function was called outside a cloudy process."""
+
+
+class ProcessRegistrationException(CloudyError):
+    """`register` of a name already taken, or `unregister`/`reregister` of a free one."""
+
+
+class EncodeError(CloudyError):
+    """A message holds a value that cannot cross the wire (not plain data nor a Message)."""
+
+
+# --- signals raised inside a process --------------------------------------------
+
+
+class ProcessExitException(CloudyError):
+    """Raised inside a process that another process called `exit` on.
+
+    ``sender`` is who asked; ``reason`` is what they gave. Catch it (or use
+    `catch_exit`) to survive; left alone it ends the process.
+    """
+
+    def __init__(self, sender: ProcessId, reason: Any) -> None:
+        super().__init__(f"exit from {sender}: {reason!r}")
+        self.sender = sender
+        self.reason = reason
+
+
+class ProcessLinkException(CloudyError):
+    """Raised inside a process when a process it linked to ends abnormally."""
+
+    def __init__(self, pid: ProcessId, reason: DiedReason) -> None:
+        super().__init__(f"linked process {pid} died: {reason!r}")
+        self.pid = pid
+        self.reason = reason
+
+
+# --- what a peer or the network did ----------------------------------------------
+
+
+class RemoteError(CloudyError):
+    """Something went wrong on another node or between us and it."""
+
+
+class NodeUnreachable(RemoteError):
+    """A node could not be reached (refused, timed out, lost, or failed to authenticate)."""
+
+    def __init__(self, node: NodeId, cause: str) -> None:
+        super().__init__(f"{node} is unreachable: {cause}")
+        self.node = node
+        self.cause = cause
+
+
+class ConnectionRefusedByPeer(NodeUnreachable):
+    """The peer answered but refused us: wrong cookie or another protocol version."""
+
+
+class ProtocolError(RemoteError):
+    """A peer sent bytes that break the protocol (bad frame, bad handshake)."""
+
+
+class SpawnError(RemoteError):
+    """A remote node refused to spawn a closure (unknown name, bad arguments)."""
+
+
+class RemoteCallError(RemoteError):
+    """A function run with `call` on another node raised; carries the remote's message."""
+
+    def __init__(self, node: NodeId, message: str) -> None:
+        super().__init__(f"on {node}: {message}")
+        self.node = node
+        self.remote_message = message

@@ -1,0 +1,73 @@
+"""Who is who: node and process identifiers, monitor references and send ports.
+
+All four are immutable, hashable msgspec Structs, so they can be dictionary keys,
+set members, and fields of messages that cross the wire. They print the way Cloud
+Haskell prints them: ``nid://host:port:0`` and ``pid://host:port:0:N``.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["MonitorRef", "NodeId", "ProcessId", "SendPort"]
+
+
+class NodeId(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.NodeId"):
+    """The address of a node: the host name or address the user gave, and its TCP port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"nid://{self.host}:{self.port}:0"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    @classmethod
+    def parse(cls, text: str) -> NodeId:
+        """Parse ``nid://host:port:0`` (or ``host:port``) into a `NodeId`.
+
+        Raises `ValueError` when *text* is not of that form.
+        """
+        if text.startswith("nid://"):
+            host, _, port_text = text[6:].removesuffix(":0").rpartition(":")
+        else:
+            host, _, port_text = text.rpartition(":")
+        host = host.strip("[]")
+        if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            raise ValueError(f"not a node id: {text!r} (expected nid://host:port:0 or host:port)")
+        return cls(host, int(port_text))
+
+
+class ProcessId(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.ProcessId"):
+    """A process: the node it lives on and its number there (unique for the node's life)."""
+
+    node: NodeId
+    lid: int
+
+    def __str__(self) -> str:
+        return f"pid://{self.node.host}:{self.node.port}:0:{self.lid}"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+class MonitorRef(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.MonitorRef"):
+    """Names one monitor (or link) set up by a process on *node*; unique for that node's life."""
+
+    node: NodeId
+    ident: int
+
+    def __repr__(self) -> str:
+        return f"MonitorRef({self.node}#{self.ident})"
+
+
+class SendPort(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.SendPort"):
+    """The sending end of a typed channel; a message itself, so it can be handed to others."""
+
+    pid: ProcessId
+    cid: int
+
+    def __repr__(self) -> str:
+        return f"SendPort({self.pid}#{self.cid})"

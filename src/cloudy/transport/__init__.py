@@ -1,0 +1,1 @@
+"""Transports between nodes: asyncio TCP (and UDP discovery in the backend)."""

@@ -1,0 +1,325 @@
+"""TCP between nodes: listen, dial, authenticate, frame, heartbeat, report loss.
+
+Theory of operation
+-------------------
+A `Connection` is an asyncio `Protocol` wrapped around the sans-IO `Handshake`
+and `FrameDecoder`: bytes from the socket go in, frame bodies come out and are
+handed, in bulk, to whoever `Transport` says owns the connection (the node).
+It knows nothing of processes.
+
+Lifecycle (``Connection.state``)::
+
+    HANDSHAKE --proof checked--> UP --closed / broken / silent--> CLOSED
+        `--refused, bad bytes, timeout---------------------------^
+
+A heartbeat task writes an empty frame (a *tick*) on every connection that has
+sent nothing for a while, and declares lost any connection from which nothing
+(not even a tick) has arrived for ``heartbeat_timeout`` seconds: that is how a
+frozen or partitioned peer is noticed without waiting for TCP, which may take
+many minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import socket
+import ssl as _ssl
+import time
+from typing import Protocol
+
+from ..errors import ConnectionRefusedByPeer, NodeUnreachable, ProtocolError
+from ..identity import NodeId
+from ..wire.framing import DEFAULT_MAX_FRAME, TICK, FrameDecoder, frame
+from ..wire.handshake import Handshake, HandshakeState
+
+__all__ = ["ConnState", "Connection", "ConnectionOwner", "SSLConfig", "Transport"]
+
+log = logging.getLogger("cloudy.transport")
+
+SSLConfig = _ssl.SSLContext | tuple[_ssl.SSLContext, _ssl.SSLContext]
+
+
+class ConnState(enum.Enum):
+    HANDSHAKE = "handshake"
+    UP = "up"
+    CLOSED = "closed"
+
+
+class ConnectionOwner(Protocol):
+    """What the layer above provides to receive from connections."""
+
+    def frames_received(self, conn: Connection, bodies: list[bytes]) -> None: ...
+
+    def connection_up(self, conn: Connection) -> None: ...
+
+    def connection_lost(self, conn: Connection, reason: str) -> None: ...
+
+
+class Connection(asyncio.Protocol):
+    """One authenticated TCP connection to a peer node."""
+
+    def __init__(self, owner: Transport, *, initiator: bool, dialled: NodeId | None) -> None:
+        self._owner = owner
+        self.initiator = initiator
+        self.dialled = dialled
+        self.peer: NodeId | None = None
+        self.peer_address = "?"
+        self.state = ConnState.HANDSHAKE
+        self._decoder = FrameDecoder(owner.max_frame_size)
+        self._hs = Handshake(cookie=owner.cookie, node=owner.local, initiator=initiator)
+        self._tr: asyncio.Transport | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.last_recv = time.monotonic()
+        self.last_sent = self.last_recv
+        self.close_reason: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.state.value} peer={self.peer} address={self.peer_address}>"
+
+    @property
+    def remote_node(self) -> NodeId:
+        """The node this connection leads to: the one we dialled, else the one that called."""
+        node = self.dialled or self.peer
+        assert node is not None, "remote_node before the handshake"
+        return node
+
+    # --- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._tr = transport
+        peername = transport.get_extra_info("peername")
+        if peername:
+            self.peer_address = f"{peername[0]}:{peername[1]}"
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._owner.track(self)
+        transport.write(self._hs.start())
+
+    def data_received(self, data: bytes) -> None:
+        self.last_recv = time.monotonic()
+        try:
+            bodies = self._decoder.feed(data)
+        except ProtocolError as e:
+            self._protocol_error(str(e))
+            return
+        if self.state is ConnState.HANDSHAKE:
+            bodies = self._handshake(bodies)
+        if bodies and self.state is ConnState.UP:
+            self._owner.owner.frames_received(self, bodies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = self.close_reason or (f"connection broken: {exc}" if exc else "closed by peer")
+        was_up = self.state is ConnState.UP
+        self.state = ConnState.CLOSED
+        self._owner.untrack(self)
+        if not self.ready.done():
+            self.ready.set_exception(self._failure(reason))
+            self.ready.exception()  # the dialler may have given up: don't warn about it
+        if was_up:
+            self._owner.owner.connection_lost(self, reason)
+
+    # --- handshake ------------------------------------------------------------------
+
+    def _handshake(self, bodies: list[bytes]) -> list[bytes]:
+        for i, body in enumerate(bodies):
+            out = self._hs.receive(body)
+            if out.data and self._tr is not None:
+                self._tr.write(out.data)
+            if out.error is not None:
+                who = "refused by" if out.refused_by_peer else "refusing"
+                log.warning("%s %s (%s): %s", who, self.peer_address, self.dialled or "", out.error)
+                self.close(out.error, refused=out.refused_by_peer)
+                return []
+            if self._hs.state is HandshakeState.DONE:
+                self.peer = self._hs.peer
+                self.state = ConnState.UP
+                if not self.ready.done():
+                    self.ready.set_result(None)
+                self._owner.owner.connection_up(self)
+                return bodies[i + 1 :]
+        return []
+
+    def _failure(self, reason: str) -> NodeUnreachable:
+        node = self.dialled or self.peer or NodeId(self.peer_address, 0)
+        if self._refused:
+            return ConnectionRefusedByPeer(node, reason)
+        return NodeUnreachable(node, reason)
+
+    _refused = False
+
+    def _protocol_error(self, reason: str) -> None:
+        log.warning("protocol error from %s (%s): %s", self.peer_address, self.peer, reason)
+        self.close(reason)
+
+    # --- sending and closing --------------------------------------------------------
+
+    def write_body(self, body: bytes) -> None:
+        """Send one frame body (dropped silently once the connection is closed)."""
+        tr = self._tr
+        if tr is not None and self.state is ConnState.UP:
+            tr.write(frame(body))
+            self.last_sent = time.monotonic()
+
+    def tick(self) -> None:
+        if self._tr is not None and self.state is ConnState.UP:
+            self._tr.write(TICK)
+            self.last_sent = time.monotonic()
+
+    def close(self, reason: str, *, refused: bool = False) -> None:
+        """Close, recording *reason* for whoever is told of the loss."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        self._refused = self._refused or refused or "authentication" in reason
+        if self._tr is not None and not self._tr.is_closing():
+            self._tr.close()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once, without flushing what is buffered."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        if self._tr is not None:
+            self._tr.abort()
+
+
+class Transport:
+    """Listens for and dials authenticated connections for one node."""
+
+    def __init__(
+        self,
+        owner: ConnectionOwner,
+        *,
+        cookie: bytes,
+        local: NodeId,
+        ssl: SSLConfig | None = None,
+        connect_timeout: float,
+        heartbeat_timeout: float,
+        max_frame_size: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.owner = owner
+        self.cookie = cookie
+        self.local = local
+        self.connect_timeout = connect_timeout
+        self.heartbeat_timeout = heartbeat_timeout
+        self.max_frame_size = max_frame_size
+        self._ssl_server: _ssl.SSLContext | None = None
+        self._ssl_client: _ssl.SSLContext | None = None
+        if isinstance(ssl, tuple):
+            self._ssl_server, self._ssl_client = ssl
+        else:
+            self._ssl_server = self._ssl_client = ssl
+        self._server: asyncio.Server | None = None
+        self._conns: set[Connection] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Transport {self.local} connections={len(self._conns)}>"
+
+    def track(self, conn: Connection) -> None:
+        self._conns.add(conn)
+        if not conn.initiator:
+            # an accepted connection must finish its handshake in time
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.connect_timeout, self._handshake_deadline, conn)
+
+    def untrack(self, conn: Connection) -> None:
+        self._conns.discard(conn)
+
+    def _handshake_deadline(self, conn: Connection) -> None:
+        if conn.state is ConnState.HANDSHAKE:
+            log.warning(
+                "closing %s: no handshake within %.1fs", conn.peer_address, self.connect_timeout
+            )
+            conn.abort("handshake timeout")
+
+    async def listen(self, host: str, port: int) -> int:
+        """Start accepting; return the port actually bound (useful with port 0)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Connection(self, initiator=False, dialled=None),
+            host,
+            port,
+            ssl=self._ssl_server,
+            reuse_address=True,
+            backlog=1024,
+        )
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="cloudy-heartbeat")
+        sockets = self._server.sockets
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def connect(self, node: NodeId) -> Connection:
+        """Dial *node* and authenticate; return the connection once it is UP.
+
+        Raises `NodeUnreachable` (or `ConnectionRefusedByPeer`) within the
+        connect timeout.
+        """
+        loop = asyncio.get_running_loop()
+        conn: Connection | None = None
+
+        def factory() -> Connection:
+            nonlocal conn
+            conn = Connection(self, initiator=True, dialled=node)
+            return conn
+
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await loop.create_connection(
+                    factory,
+                    node.host,
+                    node.port,
+                    ssl=self._ssl_client,
+                    server_hostname=node.host if self._ssl_client else None,
+                )
+                assert conn is not None
+                await conn.ready
+        except TimeoutError:
+            if conn is not None:
+                conn.abort("connect timeout")
+            raise NodeUnreachable(node, f"no answer within {self.connect_timeout}s") from None
+        except NodeUnreachable:
+            raise
+        except (OSError, _ssl.SSLError) as e:
+            if conn is not None:
+                conn.abort(str(e))
+            raise NodeUnreachable(node, e.strerror or str(e)) from None
+        return conn
+
+    async def _heartbeat_loop(self) -> None:
+        # Tick five times per timeout so that one or two late ticks (a busy loop, a
+        # GC pause) never look like a dead peer.
+        period = self.heartbeat_timeout / 5
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for conn in list(self._conns):
+                if conn.state is not ConnState.UP:
+                    continue
+                if now - conn.last_recv > self.heartbeat_timeout:
+                    log.warning(
+                        "%s (%s) silent for %.1fs: declaring it lost",
+                        conn.remote_node,
+                        conn.peer_address,
+                        now - conn.last_recv,
+                    )
+                    conn.abort(f"no heartbeat for {self.heartbeat_timeout}s")
+                elif now - conn.last_sent > period:
+                    conn.tick()
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._conns):
+            conn.close("node shutting down")
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)

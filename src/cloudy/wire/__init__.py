@@ -1,0 +1,1 @@
+"""The wire layer: codec, framing and handshake. It does no I/O."""

@@ -1,0 +1,249 @@
+"""Message types and the msgspec codec that carries them across the wire.
+
+Theory of operation
+-------------------
+A *message* is either plain data (None, bool, int, float, str, bytes, and tuples,
+lists and dicts of messages) or an instance of a registered Struct: a subclass of
+`Message`, or one of the identity types. Subclassing `Message` registers the class
+under its qualified name (``module.QualName``), which is also its msgspec tag.
+
+Fields with a declared type (``n: int``, ``pid: ProcessId``) are encoded natively
+by msgspec, which is fast. Positions typed ``Any``/``object`` — and a message sent
+as plain data — carry values whose type the receiver cannot know from a schema, so
+they are *walked*: a tuple becomes msgpack extension 1, a registered Struct becomes
+extension 2 holding its own encoding (its tag first). The decoder's ``ext_hook``
+turns them back, so a pid nested in a tuple in a dict arrives as a `ProcessId` in a
+tuple in a dict. Nothing else is ever decoded: there is no pickle here.
+
+An unknown tag or an undecodable extension does not raise from inside the decoder
+(that would lose the whole batch it came in); it decodes to an `Undecodable`
+marker that the node drops with a log line naming the peer and the cause.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import msgspec
+
+from ..errors import EncodeError
+from ..identity import MonitorRef, NodeId, ProcessId, SendPort
+
+__all__ = [
+    "EXT_STRUCT",
+    "EXT_TUPLE",
+    "Message",
+    "Undecodable",
+    "decode_term",
+    "encode_term",
+    "ext_hook",
+    "registered_types",
+    "to_wire",
+]
+
+EXT_TUPLE = 1
+EXT_STRUCT = 2
+
+_SCALARS = frozenset({type(None), bool, int, float, str, bytes})
+
+# tag -> class, for every Struct that may appear inside an Any position
+_registry: dict[str, type[msgspec.Struct]] = {}
+# classes whose fields must be walked before encoding, with the walk per field
+_walkers: dict[type[msgspec.Struct], tuple[tuple[str, Callable[[Any], Any]], ...]] = {}
+_generation = 0
+
+
+class Undecodable(msgspec.Struct, frozen=True):
+    """Stands in for a value the decoder could not rebuild (unknown type, bad bytes)."""
+
+    cause: str
+
+
+class _MessageMeta(msgspec.StructMeta):
+    """Gives every `Message` subclass its qualified name as tag, and registers it."""
+
+    def __new__(
+        mcls, name: str, bases: tuple[type, ...], ns: dict[str, Any], **kwargs: Any
+    ) -> _MessageMeta:
+        is_root = kwargs.pop("_root", False)
+        # Set here rather than in class keywords so that type checkers do not ask
+        # every user subclass to repeat frozen=True.
+        kwargs.setdefault("frozen", True)
+        kwargs.setdefault("array_like", True)
+        if not is_root:
+            kwargs.setdefault("tag", f"{ns['__module__']}.{ns['__qualname__']}")
+        cls = super().__new__(mcls, name, bases, ns, **kwargs)
+        if not is_root:
+            register_type(typing.cast(type[msgspec.Struct], cls))
+        return cls
+
+
+class Message(msgspec.Struct, metaclass=_MessageMeta, _root=True):
+    """Base class of user message types: an immutable, typed record.
+
+    ``class Ping(Message): reply_to: ProcessId`` declares a message that can be sent
+    to any process, local or remote. Fields may hold plain data, other messages and
+    identifiers, also inside ``Any``-typed fields and containers.
+    """
+
+    __cloudy_message__: ClassVar[bool] = True
+
+
+def register_type(cls: type[msgspec.Struct]) -> None:
+    """Make *cls* (a tagged Struct) decodable inside ``Any`` positions."""
+    global _generation
+    tag = cls.__struct_config__.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"{cls.__qualname__} needs a string tag to be registered")
+    known = _registry.get(tag)
+    if known is not None and known is not cls:
+        # Re-definition (a module reloaded, a class defined inside a function twice):
+        # the newest definition wins, as it would for a plain name.
+        pass
+    _registry[tag] = cls
+    _walkers.pop(cls, None)
+    _generation += 1
+
+
+def registered_types() -> dict[str, type[msgspec.Struct]]:
+    """A copy of the tag → class table."""
+    return dict(_registry)
+
+
+for _cls in (NodeId, ProcessId, MonitorRef, SendPort):
+    register_type(_cls)
+
+
+# --- encoding --------------------------------------------------------------------
+
+
+def _needs_walk(tp: Any) -> bool:
+    if tp is Any or tp is object:
+        return True
+    origin = typing.get_origin(tp)
+    if origin is None:
+        return False
+    return any(_needs_walk(a) for a in typing.get_args(tp) if a is not Ellipsis)
+
+
+def _container_walker(tp: Any) -> Callable[[Any], Any]:
+    """A function that walks a value of declared type *tp*, keeping its declared shape."""
+    if tp is Any or tp is object:
+        return to_wire
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+    if origin in (list, tuple, set, frozenset) or origin is typing.Union:
+        return _walk_shallow
+    if origin is dict and len(args) == 2:
+        value_walk = _container_walker(args[1])
+        return lambda d: {k: value_walk(v) for k, v in d.items()}
+    return _walk_shallow
+
+
+def _walk_shallow(v: Any) -> Any:
+    # a container (or union member) of a declared type: walk its elements as Any
+    if isinstance(v, list | tuple | set | frozenset):
+        return [to_wire(x) for x in v]
+    if isinstance(v, dict):
+        return {k: to_wire(x) for k, x in v.items()}
+    return to_wire(v) if not isinstance(v, msgspec.Struct) else _prepare(v)
+
+
+def _walkers_for(cls: type[msgspec.Struct]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    walkers = _walkers.get(cls)
+    if walkers is None:
+        hints = typing.get_type_hints(cls)
+        found: list[tuple[str, Callable[[Any], Any]]] = []
+        for field in cls.__struct_fields__:
+            tp = hints.get(field, Any)
+            if _needs_walk(tp):
+                found.append((field, _container_walker(tp)))
+            elif isinstance(tp, type) and issubclass(tp, msgspec.Struct) and _walkers_for(tp):
+                found.append((field, _prepare))
+        walkers = tuple(found)
+        _walkers[cls] = walkers
+    return walkers
+
+
+def _prepare(s: Any) -> Any:
+    """Return *s* with its Any-typed fields walked (itself when there are none)."""
+    walkers = _walkers_for(type(s))
+    if not walkers:
+        return s
+    return msgspec.structs.replace(s, **{f: w(getattr(s, f)) for f, w in walkers})
+
+
+_encoder = msgspec.msgpack.Encoder()
+_encode = _encoder.encode
+
+
+def to_wire(v: Any) -> Any:
+    """Turn a message into a value msgspec encodes so that `decode_term` rebuilds it.
+
+    Raises `EncodeError` for values that are neither plain data nor registered types.
+    """
+    t = type(v)
+    if t in _SCALARS:
+        return v
+    if t is list:
+        return [to_wire(x) for x in v]
+    if t is tuple:
+        return msgspec.msgpack.Ext(EXT_TUPLE, _encode([to_wire(x) for x in v]))
+    if t is dict:
+        return {k: to_wire(x) for k, x in v.items()}
+    if isinstance(v, msgspec.Struct):
+        tag = t.__struct_config__.tag
+        if not isinstance(tag, str) or _registry.get(tag) is not t:
+            raise EncodeError(f"{t.__qualname__} is not a registered message type")
+        return msgspec.msgpack.Ext(EXT_STRUCT, _encode(_prepare(v)))
+    raise EncodeError(
+        f"cannot send a {t.__qualname__}: only plain data and Message subclasses cross the wire"
+    )
+
+
+def encode_term(v: Any) -> bytes:
+    """Encode one message to bytes (see `to_wire`)."""
+    try:
+        return _encode(to_wire(v))
+    except (TypeError, OverflowError) as e:
+        raise EncodeError(str(e)) from e
+
+
+# --- decoding --------------------------------------------------------------------
+
+_struct_decoder: msgspec.msgpack.Decoder[Any] | None = None
+_struct_decoder_generation = -1
+
+
+def _decoder_for_structs() -> msgspec.msgpack.Decoder[Any]:
+    global _struct_decoder, _struct_decoder_generation
+    if _struct_decoder is None or _struct_decoder_generation != _generation:
+        types = tuple(_registry.values())
+        union = typing.Union[types]  # type: ignore[valid-type]  # noqa: UP007
+        _struct_decoder = msgspec.msgpack.Decoder(union, ext_hook=ext_hook)
+        _struct_decoder_generation = _generation
+    return _struct_decoder
+
+
+def ext_hook(code: int, data: memoryview) -> Any:
+    """Rebuild a tuple or a registered Struct; never raises (see `Undecodable`)."""
+    try:
+        if code == EXT_STRUCT:
+            return _decoder_for_structs().decode(data)
+        if code == EXT_TUPLE:
+            return tuple(_any_decoder.decode(data))
+        return Undecodable(f"unknown extension {code}")
+    except msgspec.ValidationError as e:
+        return Undecodable(f"unknown or malformed message: {e}")
+    except msgspec.DecodeError as e:
+        return Undecodable(f"undecodable bytes: {e}")
+
+
+_any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ext_hook=ext_hook)
+
+
+def decode_term(data: bytes | memoryview) -> Any:
+    """Decode bytes made by `encode_term`. Raises `msgspec.DecodeError` on bad bytes."""
+    return _any_decoder.decode(data)
