@@ -64,7 +64,7 @@ from .messages import (
     ProcessMonitorNotification,
     WhereIsReply,
 )
-from .transport.tcp import Connection, SSLConfig, Transport
+from .transport.tcp import Connection, ConnState, SSLConfig, Transport
 from .wire import protocol as P
 from .wire.codec import Undecodable, to_wire
 from .wire.framing import DEFAULT_MAX_FRAME
@@ -158,7 +158,8 @@ class _Process:
         w = self.waiter
         if w is not None:
             self.waiter = None
-            w.set_result(None)
+            if not w.done():  # cancelled by a signal that has not surfaced yet
+                w.set_result(None)
 
     def signal(self, exc: BaseException) -> None:
         """Queue an asynchronous exception and interrupt the process's current await."""
@@ -517,7 +518,8 @@ class LocalNode:
         w = state.waiter
         if w is not None:
             state.waiter = None
-            w.set_result(None)
+            if not w.done():
+                w.set_result(None)
 
     # ================================================================================
     # Registry
@@ -733,10 +735,13 @@ class LocalNode:
                 self._peer_lost(peer.node, e)
             return
         peer.dialling = None
-        if conn.state.value == "up" and peer.sender is None:
-            peer.sender = conn
+        if conn.state is ConnState.UP:
+            # If the peer dialled us meanwhile, both connections stay: each side keeps
+            # sending on the one it adopted first, so order holds either way.
             peer.conns.add(conn)
-            self._schedule(peer)
+            if peer.sender is None:
+                peer.sender = conn
+                self._schedule(peer)
 
     def _schedule(self, peer: _Peer) -> None:
         if peer.out and not peer.scheduled:
