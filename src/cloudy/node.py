@@ -122,6 +122,7 @@ class _Process:
         "pid",
         "ports",
         "reductions",
+        "started",
         "state",
         "task",
         "waiter",
@@ -137,6 +138,7 @@ class _Process:
         self.waiter: asyncio.Future[None] | None = None
         self.pending: list[BaseException] | None = None
         self.reductions = 0
+        self.started = False
         # ref -> (watcher, is_link): who is told when this process ends
         self.monitors: dict[MonitorRef, tuple[ProcessId, bool]] | None = None
         # monitors and links this process holds on others: ref -> target
@@ -171,7 +173,10 @@ class _Process:
             self.pending.insert(0, exc)
         else:
             self.pending.append(exc)
-        self.task.cancel()
+        if self.started:
+            self.task.cancel()
+        # else: cancelling a task that has not run would skip `_run_process`
+        # entirely (and so its cleanup); it takes the signal when it starts.
 
     def take_signal(self) -> BaseException | None:
         """After a CancelledError: the queued signal it stood for, if any."""
@@ -942,7 +947,10 @@ async def _run_process(proc: _Process, fn: Callable[..., Any], args: tuple[Any, 
     reason: AnyDiedReason = DiedNormal()
     result: Any = None
     error: BaseException | None = None
+    proc.started = True
     try:
+        if proc.pending:
+            raise proc.pending.pop(0)
         result = fn(*args)
         if inspect.isawaitable(result):
             result = await result
