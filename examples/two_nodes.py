@@ -1,7 +1,7 @@
 """Two nodes, two terminals: one serves, the other spawns a registered function on it.
 
-    python examples/two_nodes.py serve 127.0.0.1 9000
-    python examples/two_nodes.py spawn 127.0.0.1 9001 nid://127.0.0.1:9000:0
+python examples/two_nodes.py serve 127.0.0.1 9000
+python examples/two_nodes.py spawn 127.0.0.1 9001 nid://127.0.0.1:9000:0
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ if __name__ == "__main__":
     if len(sys.argv) not in (4, 5) or sys.argv[1] not in ("serve", "spawn"):
         sys.exit(__doc__)
     try:
-        asyncio.run(main(*sys.argv[1:4], sys.argv[4] if len(sys.argv) == 5 else None))
+        server = sys.argv[4] if len(sys.argv) == 5 else None
+        asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], server))
     except KeyboardInterrupt:
         pass
