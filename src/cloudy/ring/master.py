@@ -1,0 +1,239 @@
+"""The master: orders the slaves into a ring, moves them through the phases, agrees.
+
+START  spawn one slave process per node (ring order = node id order), send `Setup`.
+SEND   every slave acknowledges SEND, then the model's kickstart; wait *send_for*.
+GRACE  every slave acknowledges GRACE (and says the highest index it generated,
+       after which it generates nothing); wait *wait_for* while confirmations and
+       approvals settle.
+STOP   every slave acknowledges STOP with its approved prefix; the agreed set is
+       1..min(prefix), which every slave has approved; `Agree` makes each slave
+       compute, print and report its result over exactly that set.
+
+Phases are moved by messages only: nothing depends on the slaves' clocks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import msgspec
+
+from ..errors import CloudyError
+from ..identity import MonitorRef, NodeId, ProcessId
+from ..messages import ProcessMonitorNotification
+from ..process import get_self_pid, match, match_any, monitor, receive_timeout, send, spawn
+from .model import Model, get_model
+from .protocol import Agree, Outcome, Phase, PhaseAck, PhaseName, Poll, PollReply, Ready, Setup
+
+__all__ = ["ExperimentError", "Params", "Progress", "Report", "SlaveReport", "run_experiment"]
+
+T = TypeVar("T")
+
+# How long a slave may take to answer the master's step (spawn, setup, phase change,
+# result): generous, since a slave on a loaded machine may be busy draining messages.
+STEP_TIMEOUT = 30.0
+# How often the master asks for progress while it waits out a phase.
+POLL_INTERVAL = 0.1
+
+
+class ExperimentError(CloudyError):
+    """The run could not finish: a slave died, did not answer, or could not be spawned."""
+
+
+class Params(msgspec.Struct, frozen=True):
+    send_for: float
+    wait_for: float
+    seed: int
+    model: str = "ring"
+
+
+class SlaveReport(msgspec.Struct, frozen=True):
+    node: str
+    count: int
+    sum: float
+
+
+class Report(msgspec.Struct, frozen=True):
+    slaves: list[SlaveReport]
+    agree: bool
+    count: int
+    sum: float
+    send_for: float
+    wait_for: float
+    seed: int
+    msgs_per_s: float
+    model: str = "ring"
+    # the highest index any slave generated (said when entering GRACE), and the
+    # highest any slave had received by STOP: equal when nothing was generated late
+    generated: int = 0
+    seen_at_stop: int = 0
+
+
+Progress = Callable[[str, float, int], None]
+"""``progress(phase, seconds_left, messages_so_far)``: called a few times a second."""
+
+
+def _no_progress(phase: str, left: float, seen: int) -> None:
+    pass
+
+
+async def run_experiment(
+    slaves: list[NodeId], params: Params, progress: Progress = _no_progress
+) -> Report:
+    """Run the experiment on *slaves* (inside a process) and return every slave's result.
+
+    Raises `ExperimentError` when there are no slaves, a slave dies, or one does not answer.
+    """
+    if not slaves:
+        raise ExperimentError("no slaves to run the experiment on")
+    model = get_model(params.model)
+    nodes = sorted(slaves, key=lambda n: (n.host, n.port))
+    n = len(nodes)
+    me = get_self_pid()
+
+    progress("START", 0.0, 0)
+    ring = await _spawn_all(model, nodes)
+    monitors = {monitor(pid): pid for pid in ring}
+    for pos, pid in enumerate(ring):
+        send(
+            pid,
+            Setup(
+                me, ring, pos, params.seed, int(params.send_for * 1e6), int(params.wait_for * 1e6)
+            ),
+        )
+    await _collect(Ready, n, monitors)
+
+    await _phase(ring, PhaseName.SEND, monitors)
+    started = time.monotonic()
+    model.kickstart(ring)
+    await _wait_out("SEND", started + params.send_for, ring[0], monitors, progress)
+    grace = await _phase(ring, PhaseName.GRACE, monitors)
+    send_time = time.monotonic() - started
+    generated = max(a.generated for a in grace)
+    await _wait_out("GRACE", time.monotonic() + params.wait_for, ring[0], monitors, progress)
+    stop = await _phase(ring, PhaseName.STOP, monitors)
+    agreed = min(a.prefix for a in stop)
+    seen_at_stop = max(a.seen for a in stop)
+    progress("STOP", 0.0, agreed)
+
+    for pid in ring:
+        send(pid, Agree(agreed))
+    # a slave ends (normally) right after it reports: that is no failure
+    outcomes = await _collect(Outcome, n, monitors, finished=lambda o: ring[o.position])
+    outcomes.sort(key=lambda o: o.position)
+    results = [SlaveReport(str(o.node), o.count, o.sum) for o in outcomes]
+    first = results[0]
+    agree = all(r.count == first.count and r.sum == first.sum for r in results)
+    return Report(
+        slaves=results,
+        agree=agree,
+        count=first.count,
+        sum=first.sum,
+        send_for=params.send_for,
+        wait_for=params.wait_for,
+        seed=params.seed,
+        msgs_per_s=agreed / send_time if send_time > 0 else 0.0,
+        model=model.name,
+        generated=generated,
+        seen_at_stop=seen_at_stop,
+    )
+
+
+async def _spawn_all(model: Model, nodes: list[NodeId]) -> list[ProcessId]:
+    ring = []
+    for node in nodes:
+        try:
+            ring.append(await spawn(node, model.slave_closure()))
+        except CloudyError as e:
+            raise ExperimentError(f"cannot start the {model.name} process on {node}: {e}") from e
+    return ring
+
+
+async def _phase(
+    ring: list[ProcessId], phase: PhaseName, monitors: dict[MonitorRef, ProcessId]
+) -> list[PhaseAck]:
+    for pid in ring:
+        send(pid, Phase(phase))
+    return await _collect(
+        PhaseAck, len(ring), monitors, lambda a: a.phase == phase, f"entering {phase.name}"
+    )
+
+
+async def _collect(
+    tp: type[T],
+    count: int,
+    monitors: dict[MonitorRef, ProcessId],
+    accept: Callable[[T], bool] | None = None,
+    what: str | None = None,
+    finished: Callable[[T], ProcessId] | None = None,
+) -> list[T]:
+    """Receive *count* messages of type *tp*; raise if a slave dies or time runs out.
+
+    *finished*: the slave a message comes from, which may end once it has sent it.
+    """
+    got: list[T] = []
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while len(got) < count:
+        msg = await receive_timeout(
+            deadline - time.monotonic(),
+            match(tp, _same),
+            match(ProcessMonitorNotification, _same),
+            match_any(_none),
+        )
+        if msg is None:
+            if time.monotonic() >= deadline:
+                raise ExperimentError(
+                    f"{count - len(got)} of {count} slaves did not answer "
+                    f"({what or tp.__name__}) within {STEP_TIMEOUT:.0f} s"
+                )
+            continue
+        if isinstance(msg, ProcessMonitorNotification):
+            if msg.ref in monitors and not (
+                finished is not None and msg.pid in {finished(x) for x in got}
+            ):
+                raise ExperimentError(f"slave process {msg.pid} ended: {msg.reason!r}")
+            continue
+        if isinstance(msg, tp) and (accept is None or accept(msg)):
+            got.append(msg)
+    return got
+
+
+async def _wait_out(
+    phase: str,
+    until: float,
+    probe: ProcessId,
+    monitors: dict[MonitorRef, ProcessId],
+    progress: Progress,
+) -> None:
+    """Wait until *until*, polling *probe* for progress; raise if a slave dies."""
+    seen = 0
+    while True:
+        now = time.monotonic()
+        progress(phase, max(until - now, 0.0), seen)
+        if now >= until:
+            return
+        send(probe, Poll())
+        tick = min(until, now + POLL_INTERVAL)
+        while (rest := tick - time.monotonic()) > 0:
+            msg = await receive_timeout(
+                rest,
+                match(ProcessMonitorNotification, _same),
+                match(PollReply, _same),
+            )
+            if msg is None:
+                break
+            if isinstance(msg, ProcessMonitorNotification):
+                if msg.ref in monitors:
+                    raise ExperimentError(f"slave process {msg.pid} ended: {msg.reason!r}")
+            elif isinstance(msg, PollReply):
+                seen = max(seen, msg.seen)
+
+
+def _same(x: object) -> object:
+    return x
+
+
+def _none(x: object) -> object:
+    return None

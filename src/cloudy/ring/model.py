@@ -1,0 +1,57 @@
+"""Models: how the slaves generate and spread messages. The master is the same for all.
+
+A model names the process the master spawns on every slave node and says how to
+start it once every slave is in SEND. The slave process must speak the master's
+side of `protocol` (`Setup`, `Phase`, `Poll`, `Agree` in; `Ready`, `PhaseAck`,
+`PollReply`, `Outcome` out); how slaves talk to each other is the model's own.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..closure import Closure, closure
+from ..identity import ProcessId
+from ..process import send
+from .protocol import Kick
+from .slave import ring_slave
+
+__all__ = ["MODELS", "Model", "RingModel", "get_model"]
+
+
+class Model(Protocol):
+    name: str
+    description: str
+
+    def slave_closure(self) -> Closure:
+        """What the master spawns on each slave node."""
+        ...
+
+    def kickstart(self, ring: list[ProcessId]) -> None:
+        """Start generating (called in the master's process once all are in SEND)."""
+        ...
+
+
+class RingModel:
+    """The seed's token ring: one message in flight, passed on by the left neighbour."""
+
+    name = "ring"
+    description = "token ring: one message in flight, each slave forwards its left neighbour's"
+
+    def slave_closure(self) -> Closure:
+        return closure(ring_slave)
+
+    def kickstart(self, ring: list[ProcessId]) -> None:
+        send(ring[0], Kick(0))
+
+
+MODELS: dict[str, Model] = {"ring": RingModel()}
+
+
+def get_model(name: str) -> Model:
+    """The model called *name*; raises `ValueError` naming the known ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(MODELS))
+        raise ValueError(f"unknown model {name!r} (known: {known})") from None

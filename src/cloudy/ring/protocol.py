@@ -1,0 +1,139 @@
+"""The experiment's messages: master <-> slave (any model), and slave <-> slave (the ring).
+
+Master to slave: `Setup`, `Phase` (SEND, GRACE, STOP), `Poll`, `Agree`.
+Slave to master: `Ready`, `PhaseAck`, `PollReply`, `Outcome`.
+Ring slaves to each other: `Kick`, `Msg`, `Ack`.
+
+Confirmations and approvals are cumulative high-water marks. Messages from one
+process to another arrive in the order sent, and every `Msg` names the previous
+index its sender broadcast (`prev`), so "I have received every message you sent
+up to index X" is one integer per sender, and so is "every message I sent up to
+index Y is confirmed by all recipients". They ride on the next `Msg` a slave
+broadcasts anyway (in a token ring every slave broadcasts once per round), and
+on an explicit `Ack` whenever no broadcast is coming (in GRACE).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ..identity import NodeId, ProcessId
+from ..wire.codec import Message
+
+__all__ = [
+    "Ack",
+    "Agree",
+    "Kick",
+    "Msg",
+    "Outcome",
+    "Phase",
+    "PhaseAck",
+    "PhaseName",
+    "Poll",
+    "PollReply",
+    "Ready",
+    "Setup",
+]
+
+
+class PhaseName(enum.IntEnum):
+    START = 0
+    SEND = 1
+    GRACE = 2
+    STOP = 3
+
+
+# --- master -> slave ----------------------------------------------------------------
+
+
+class Setup(Message):
+    """Everything a slave needs: the ring (by position), its place in it, the run's seed."""
+
+    master: ProcessId
+    peers: list[ProcessId]
+    position: int
+    seed: int
+    send_us: int
+    grace_us: int
+
+
+class Phase(Message):
+    """Move to *phase* (a `PhaseName`); the slave answers with a `PhaseAck`."""
+
+    phase: int
+
+
+class Poll(Message):
+    """Progress request; answered with a `PollReply`."""
+
+
+class Agree(Message):
+    """The agreed set is indices 1..count: compute the result over it, print and report it."""
+
+    count: int
+
+
+# --- slave -> master ----------------------------------------------------------------
+
+
+class Ready(Message):
+    position: int
+    node: NodeId
+
+
+class PhaseAck(Message):
+    """*generated*: the highest index this slave has broadcast so far.
+
+    *prefix*: every index 1..prefix is approved here. *seen*: the highest index received.
+    """
+
+    position: int
+    phase: int
+    generated: int
+    prefix: int
+    seen: int
+
+
+class PollReply(Message):
+    position: int
+    seen: int
+
+
+class Outcome(Message):
+    position: int
+    node: NodeId
+    count: int
+    sum: float
+
+
+# --- slave <-> slave ----------------------------------------------------------------
+
+
+class Kick(Message):
+    """Start the ring: the receiver broadcasts index ``index + 1``."""
+
+    index: int
+
+
+class Msg(Message):
+    """Broadcast message *index* with *value*, from ring position *frm*.
+
+    *prev*: the index *frm* broadcast before this one (0 for its first).
+    *confirms[p]*: *frm* has received every message of position p up to that index.
+    *approved*: every message *frm* broadcast up to that index is confirmed by all.
+    """
+
+    index: int
+    value: float
+    frm: int
+    prev: int
+    confirms: list[int]
+    approved: int
+
+
+class Ack(Message):
+    """Confirmations and approval of *frm*, as in `Msg`, when there is no message to carry them."""
+
+    frm: int
+    confirms: list[int]
+    approved: int

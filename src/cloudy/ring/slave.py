@@ -1,0 +1,182 @@
+"""The ring process: one per slave node, spawned by the master through the remote table.
+
+Theory of operation
+-------------------
+The process owns its mailbox loop: each turn it takes *every* message waiting
+(peers' messages, confirmations, the master's phase changes), updates its
+bookkeeping, and only then sends — at most one broadcast, or one `Ack` — so
+receiving is always preferred over sending and nothing starves. There is no task
+switch per message: a turn that finds messages waiting yields to the event loop
+once and goes on; only an empty mailbox makes it wait.
+
+Bookkeeping, per ring position p (this process included):
+
+* ``recv_upto[p]``: every message from p up to this index has arrived here, in
+  order (`Msg.prev` links each message to its sender's previous one, so a gap is
+  seen). This is what we confirm to p.
+* ``confirmed_by[p]``: p has confirmed our messages up to this index. Our messages
+  up to ``min(confirmed_by)`` are confirmed by every recipient: that is what we
+  approve, and it is also when they enter our own result.
+* ``approved_from[p]``: p approved its messages up to this index. A message from p
+  enters our result once p approves it.
+* ``prefix``: every index 1..prefix has entered our result. The master's
+  agreement step takes the smallest prefix over all slaves.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+
+from ..closure import remotable
+from ..messages import ProcessMonitorNotification
+from ..node import current_process
+from ..process import expect, get_self_node, monitor, say, send
+from .protocol import (
+    Ack,
+    Agree,
+    Kick,
+    Msg,
+    Outcome,
+    Phase,
+    PhaseAck,
+    PhaseName,
+    Poll,
+    PollReply,
+    Ready,
+    Setup,
+)
+from .random import m
+from .result import RingResult, sum_in_order
+
+__all__ = ["ring_slave"]
+
+SEND = PhaseName.SEND
+GRACE = PhaseName.GRACE
+STOP = PhaseName.STOP
+
+
+@remotable
+async def ring_slave() -> None:
+    """A ring slave: waits for its `Setup`, then follows the master through the phases."""
+    proc = current_process()
+    node = proc.node
+    setup = await expect(Setup)
+    master = setup.master
+    peers = setup.peers
+    n = len(peers)
+    me = setup.position
+    left = (me - 1) % n
+    seed = setup.seed
+    others = [p for i, p in enumerate(peers) if i != me]
+    monitor(master)
+    say(f"ring position {me} of {n} ready")
+    send(master, Ready(me, get_self_node()))
+
+    phase = PhaseName.START
+    values: dict[int, float] = {}
+    recv_upto = [0] * n
+    last_from = [0] * n
+    gap = [False] * n
+    confirmed_by = [0] * n
+    approved_from = [0] * n
+    unapproved: list[deque[int]] = [deque() for _ in range(n)]
+    done: set[int] = set()  # approved here, beyond the prefix
+    prefix = 0
+    seen = 0
+    generated = 0
+    my_approved = 0
+    sent_state: tuple[tuple[int, ...], int] = ((0,) * n, 0)
+    deliver = node.send
+
+    while True:
+        mb = proc.mailbox
+        if not mb:
+            await proc.wait()
+            continue
+        forward = 0  # the index to broadcast next, when this turn brings a reason to
+        approvals_changed = False
+        while mb:
+            msg = mb.popleft()
+            t = type(msg)
+            if t is Msg:
+                frm = msg.frm
+                index = msg.index
+                values[index] = msg.value
+                if index > seen:
+                    seen = index
+                if msg.prev == last_from[frm] and not gap[frm]:
+                    recv_upto[frm] = index
+                elif not gap[frm]:
+                    gap[frm] = True
+                    say(f"lost messages from position {frm} after index {last_from[frm]}")
+                last_from[frm] = index
+                unapproved[frm].append(index)
+                if frm == left:
+                    forward = index + 1
+                c = msg.confirms[me]
+                if c > confirmed_by[frm]:
+                    confirmed_by[frm] = c
+                if msg.approved > approved_from[frm]:
+                    approved_from[frm] = msg.approved
+                    approvals_changed = True
+            elif t is Ack:
+                frm = msg.frm
+                c = msg.confirms[me]
+                if c > confirmed_by[frm]:
+                    confirmed_by[frm] = c
+                if msg.approved > approved_from[frm]:
+                    approved_from[frm] = msg.approved
+                    approvals_changed = True
+            elif t is Kick:
+                forward = msg.index + 1
+            elif t is Phase:
+                phase = PhaseName(msg.phase)
+                send(master, PhaseAck(me, phase, generated, prefix, seen))
+            elif t is Poll:
+                send(master, PollReply(me, seen))
+            elif t is Agree:
+                result = RingResult(msg.count, sum_in_order(msg.count, values.__getitem__))
+                line = f"{get_self_node()} {result}"
+                print(line, flush=True)
+                say(line)
+                send(master, Outcome(me, get_self_node(), result.count, result.sum))
+                return
+            elif t is ProcessMonitorNotification:
+                print(f"{get_self_node()}: the master has gone; ring process ends", file=sys.stderr)
+                return
+            # anything else is not for us: dropped
+
+        # Our own messages reach us through the mailbox like anyone's: we confirm them
+        # to ourselves on arrival.
+        confirmed_by[me] = recv_upto[me]
+        low = min(confirmed_by)
+        if low > my_approved:
+            my_approved = low
+            approved_from[me] = low
+            approvals_changed = True
+        if approvals_changed:
+            for p in range(n):
+                q = unapproved[p]
+                bound = approved_from[p]
+                while q and q[0] <= bound:
+                    done.add(q.popleft())
+            while prefix + 1 in done:
+                prefix += 1
+                done.discard(prefix)
+
+        if forward and phase is SEND:
+            out = Msg(forward, m(seed, forward), me, generated, list(recv_upto), my_approved)
+            generated = forward
+            for pid in peers:
+                deliver(pid, out)
+            sent_state = (tuple(recv_upto), my_approved)
+        elif phase >= GRACE and others:
+            state = (tuple(recv_upto), my_approved)
+            if state != sent_state:
+                sent_state = state
+                ack = Ack(me, list(recv_upto), my_approved)
+                for pid in others:
+                    deliver(pid, ack)
+        if mb:
+            await proc.checkpoint()
