@@ -28,7 +28,7 @@ import logging
 import socket
 import ssl as _ssl
 import time
-from typing import Protocol
+from typing import Protocol, cast
 
 from ..errors import ConnectionRefusedByPeer, NodeUnreachable, ProtocolError
 from ..identity import NodeId
@@ -89,8 +89,8 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._tr = transport
+        # uvloop's TCP transport behaves as asyncio.Transport without subclassing it
+        self._tr = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
         if peername:
             self.peer_address = f"{peername[0]}:{peername[1]}"
@@ -99,7 +99,7 @@ class Connection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._owner.track(self)
-        transport.write(self._hs.start())
+        self._tr.write(self._hs.start())
 
     def data_received(self, data: bytes) -> None:
         self.last_recv = time.monotonic()
