@@ -1,8 +1,551 @@
-"""The ``cloudy`` command (filled in by the experiment)."""
+"""The ``cloudy`` command: the experiment's slave, master and one-machine run, and tools.
+
+cloudy slave HOST PORT
+cloudy master HOST PORT [SEND_US GRACE_US SEED] [--send-for 2s --wait-for 1s --with-seed 0]
+cloudy local [--slaves 4 --send-for 2s --wait-for 1s --with-seed 0]
+cloudy verify --with-seed S COUNT
+cloudy peers HOST
+cloudy doctor HOST
+
+Bad arguments give one line on stderr and exit status 2; a failed run exits 1.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any, NoReturn, TextIO, TypeVar
+
+from .errors import CloudyError
+from .identity import NodeId
+from .ring.master import ExperimentError, Params, Progress, Report, run_experiment
+from .ring.model import MODELS
+from .ring.result import expected_result
+
+__all__ = ["main", "parse_duration"]
+
+T = TypeVar("T")
+
+# How long `--slaves N` waits for N slaves to answer discovery before giving up.
+FIND_SLAVES_TIMEOUT = 30.0
+# How long `cloudy local` gives its slaves to exit by themselves before killing them.
+SLAVE_EXIT_GRACE = 5.0
+
+
+class UsageError(Exception):
+    """A bad argument: one line to the user, exit status 2."""
+
+
+# ====================================================================================
+# Arguments
+# ====================================================================================
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(us|µs|ms|s|m)?\s*$")
+_UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "m": 60.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``2s``, ``1500ms``, ``250us``, ``1m`` or plain seconds (``0.5``).
+
+    Raises `ValueError` for anything else, negative values included.
+    """
+    found = _DURATION.match(text)
+    if found is None:
+        raise ValueError(
+            f"not a duration: {text!r} (use e.g. 2s, 1500ms, or plain seconds; never negative)"
+        )
+    return float(found.group(1)) * _UNITS[found.group(2)]
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _microseconds(text: str) -> float:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a number of microseconds: {text!r}")
+    return int(text) / 1e6
+
+
+def _seed(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer seed: {text!r}") from None
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a count (a whole number >= 0): {text!r}")
+    return int(text)
+
+
+def _slaves(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"the number of slaves must be at least 1, not {text!r}")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {text!r}")
+    return int(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cloudy", description="The cloudy experiment and its tools.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--send-for", type=_duration, help="send period (2s, 1500ms, seconds)")
+        p.add_argument("--wait-for", type=_duration, help="grace period (1s, 500ms, seconds)")
+        p.add_argument("--with-seed", type=_seed, help="seed of the random numbers")
+        p.add_argument("--model", default="ring", choices=sorted(MODELS), help="default: ring")
+        p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+        p.add_argument("--discovery-port", type=_port, default=None, help=argparse.SUPPRESS)
+
+    p = sub.add_parser("slave", help="start a slave node")
+    p.add_argument("host")
+    p.add_argument("port", type=_port)
+    p.add_argument("--discovery-port", type=_port, default=None, help="UDP discovery port")
+    # `cloudy local` passes this: the slave ends when its parent's pipe closes.
+    p.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
+
+    p = sub.add_parser("master", help="find the slaves and run the experiment")
+    p.add_argument("host")
+    p.add_argument("port", type=_port)
+    p.add_argument("send_us", nargs="?", type=_microseconds, help="send period in µs")
+    p.add_argument("grace_us", nargs="?", type=_microseconds, help="grace period in µs")
+    p.add_argument("seed", nargs="?", type=_seed)
+    p.add_argument("--slaves", type=_slaves, help="wait until this many slaves are found")
+    run_options(p)
+
+    p = sub.add_parser("local", help="run the whole experiment on this machine")
+    p.add_argument("--slaves", type=_slaves, default=4, help="number of slave processes")
+    run_options(p)
+
+    p = sub.add_parser("verify", help="print the <COUNT, SUM> a run with this seed must give")
+    p.add_argument("--with-seed", type=_seed, default=0)
+    p.add_argument("count", type=_count)
+
+    p = sub.add_parser("peers", help="list the nodes that answer discovery")
+    p.add_argument("host")
+    p.add_argument("--discovery-port", type=_port, default=None, help="UDP discovery port")
+
+    p = sub.add_parser("doctor", help="check that discovery and connections can work")
+    p.add_argument("host")
+    p.add_argument("--discovery-port", type=_port, default=None, help="UDP discovery port")
+    return parser
+
+
+def _params(args: argparse.Namespace) -> Params:
+    """The run's parameters: flags win over the seed's positional form; defaults 2s/1s/0."""
+
+    def pick(flag: Any, positional: Any, default: Any, name: str) -> Any:
+        if flag is not None and positional is not None and flag != positional:
+            raise UsageError(f"{name} given twice with different values")
+        return flag if flag is not None else positional if positional is not None else default
+
+    send_for = pick(args.send_for, getattr(args, "send_us", None), 2.0, "the send period")
+    wait_for = pick(args.wait_for, getattr(args, "grace_us", None), 1.0, "the grace period")
+    seed = pick(args.with_seed, getattr(args, "seed", None), 0, "the seed")
+    if send_for <= 0:
+        raise UsageError("the send period must be longer than zero")
+    return Params(send_for=send_for, wait_for=wait_for, seed=seed, model=args.model)
+
+
+# ====================================================================================
+# Backend (SimpleLocalnet)
+# ====================================================================================
+
+
+def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if getattr(args, "discovery_port", None) is not None:
+        options["multicast_port"] = args.discovery_port
+    return options
+
+
+def _backend_module(name: str) -> Any:
+    """``cloudy.backend.<name>``; a clear error when this installation lacks it."""
+    try:
+        return importlib.import_module(f"cloudy.backend.{name}")
+    except ModuleNotFoundError as e:
+        raise CloudyError(f"the SimpleLocalnet backend is missing ({e})") from None
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run *coro* on uvloop where installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+async def _slave(args: argparse.Namespace) -> int:
+    sl = _backend_module("simplelocalnet")
+
+    backend = sl.initialize_backend(args.host, args.port, **_backend_options(args))
+    await sl.run_slave(backend)
+    return 0
+
+
+async def _master(
+    host: str,
+    port: int,
+    params: Params,
+    want: int | None,
+    options: dict[str, Any],
+    progress: Progress,
+    on_wait: Callable[[], None] = lambda: None,
+) -> Report:
+    """Find the slaves (*want* of them, if given), run the experiment, end the slaves."""
+    sl = _backend_module("simplelocalnet")
+
+    backend = sl.initialize_backend(host, port, **options)
+    report: list[Report] = []
+
+    async def experiment(slaves: list[NodeId]) -> None:
+        if want is not None:
+            slaves = await _wait_for_slaves(sl, backend, slaves, want, on_wait)
+        try:
+            report.append(await run_experiment(slaves, params, progress))
+        finally:
+            await sl.terminate_all_slaves(backend)
+
+    await sl.run_master(backend, experiment)
+    if not report:
+        raise ExperimentError("the master ended without a result")
+    return report[0]
+
+
+async def _wait_for_slaves(
+    sl: Any, backend: Any, found: list[NodeId], want: int, on_wait: Callable[[], None]
+) -> list[NodeId]:
+    deadline = time.monotonic() + FIND_SLAVES_TIMEOUT
+    while len(found) < want:
+        on_wait()
+        if time.monotonic() >= deadline:
+            raise ExperimentError(
+                f"found {len(found)} of {want} slaves within {FIND_SLAVES_TIMEOUT:.0f} s: "
+                "check that they run, share this cookie, and that multicast reaches them "
+                "(cloudy doctor HOST)"
+            )
+        pids = await sl.find_slaves(backend)
+        found = sorted({pid.node for pid in pids}, key=lambda n: (n.host, n.port))
+        if len(found) >= want:
+            await sl.redirect_logs_here(backend, pids)
+    return found[:want] if len(found) > want else found
+
+
+# ====================================================================================
+# Output
+# ====================================================================================
+
+
+class _PlainProgress:
+    """One line per phase and about one a second while it runs, to *out*."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.phase = ""
+        self.last = 0.0
+
+    def __call__(self, phase: str, left: float, seen: int) -> None:
+        now = time.monotonic()
+        if phase != self.phase or now - self.last >= 1.0:
+            self.phase, self.last = phase, now
+            print(f"cloudy: {phase:5} {left:5.1f} s left, {seen} messages", file=self.out)
+            self.out.flush()
+
+
+@contextlib.contextmanager
+def _progress_display(params: Params, json_output: bool) -> Iterator[Progress]:
+    """A rich progress display on a terminal, plain lines on stderr otherwise."""
+    if not sys.stderr.isatty():
+        yield _PlainProgress(sys.stderr)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    total = params.send_for + params.wait_for
+    display = Progress(
+        TextColumn("[bold]{task.fields[phase]:5}"),
+        BarColumn(),
+        TextColumn("{task.fields[left]:5.1f} s left"),
+        TextColumn("{task.fields[seen]:>9,} messages"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = display.add_task("run", total=total, phase="START", left=total, seen=0)
+
+    def update(phase: str, left: float, seen: int) -> None:
+        done = {"START": 0.0, "SEND": params.send_for - left, "GRACE": total - left}
+        display.update(task, completed=done.get(phase, total), phase=phase, left=left, seen=seen)
+
+    with display:
+        yield update
+
+
+def _print_report(report: Report, json_output: bool, out: TextIO) -> None:
+    if json_output:
+        print(json.dumps(_report_json(report)), file=out)
+        return
+    width = max(len(s.node) for s in report.slaves)
+    print(f"{'slave':{width}}  {'count':>8}  sum", file=out)
+    for s in report.slaves:
+        print(f"{s.node:{width}}  {s.count:>8}  {s.sum!r}", file=out)
+    n = len(report.slaves)
+    if report.agree:
+        print(f"all {n} slaves agree: <{report.count}, {report.sum!r}>", file=out)
+    else:
+        print(f"the {n} slaves DO NOT agree", file=out)
+    print(
+        f"{report.count} messages agreed in a {report.send_for:g} s send period: "
+        f"{report.msgs_per_s:,.0f} msgs/s (seed {report.seed}, grace {report.wait_for:g} s, "
+        f"model {report.model})",
+        file=out,
+    )
+
+
+def _report_json(report: Report) -> dict[str, Any]:
+    return {
+        "slaves": [
+            {"node": s.node, "count": s.count, "sum": s.sum, "cpu_s": s.cpu_s}
+            for s in report.slaves
+        ],
+        "agree": report.agree,
+        "count": report.count,
+        "sum": report.sum,
+        "send_for": report.send_for,
+        "wait_for": report.wait_for,
+        "seed": report.seed,
+        "msgs_per_s": report.msgs_per_s,
+        "model": report.model,
+        "generated": report.generated,
+        "seen_at_stop": report.seen_at_stop,
+        "master_cpu_s": report.master_cpu_s,
+    }
+
+
+# ====================================================================================
+# Commands
+# ====================================================================================
+
+
+def cmd_slave(args: argparse.Namespace) -> int:
+    if args.exit_with_stdin:
+        _exit_with_stdin()
+    return int(_run(_slave(args)))
+
+
+def _exit_with_stdin() -> None:
+    """End this process when stdin reaches EOF: its parent (`cloudy local`) has gone."""
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while sys.stdin.buffer.read(4096):
+                pass
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-stdin", daemon=True).start()
+
+
+def cmd_master(args: argparse.Namespace) -> int:
+    params = _params(args)
+    with _progress_display(params, args.json) as progress:
+        report = _run(
+            _master(args.host, args.port, params, args.slaves, _backend_options(args), progress)
+        )
+    _print_report(report, args.json, sys.stdout)
+    return 0 if report.agree else 1
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    params = _params(args)
+    host = "127.0.0.1"
+    # a cookie and a discovery port of our own: two runs on one machine never mix
+    env = dict(os.environ, CLOUDY_COOKIE=secrets.token_urlsafe(24))
+    discovery = args.discovery_port or _free_port(socket.SOCK_DGRAM)
+    options = {"multicast_port": discovery}
+    ports = [_free_port(socket.SOCK_STREAM) for _ in range(args.slaves + 1)]
+    master_port, slave_ports = ports[0], ports[1:]
+    slave_out = sys.stderr if args.json else sys.stdout
+    slave_out.flush()
+    slaves: list[subprocess.Popen[bytes]] = []
+    try:
+        for port in slave_ports:
+            slaves.append(
+                subprocess.Popen(
+                    [
+                        *_cloudy_command(),
+                        "slave",
+                        host,
+                        str(port),
+                        "--discovery-port",
+                        str(discovery),
+                        "--exit-with-stdin",
+                    ],
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=slave_out,
+                    # Ctrl-C reaches us only; we end the slaves ourselves
+                    start_new_session=True,
+                )
+            )
+
+        def check_slaves() -> None:
+            for proc in slaves:
+                if proc.poll() is not None:
+                    raise ExperimentError(
+                        f"a slave exited while starting (status {proc.returncode}); see above"
+                    )
+
+        os.environ["CLOUDY_COOKIE"] = env["CLOUDY_COOKIE"]
+        with _progress_display(params, args.json) as progress:
+            report = _run(
+                _master(host, master_port, params, args.slaves, options, progress, check_slaves)
+            )
+        _wait_or_kill(slaves, SLAVE_EXIT_GRACE)
+        _print_report(report, args.json, sys.stdout)
+        return 0 if report.agree else 1
+    finally:
+        _wait_or_kill(slaves, 0.0)
+
+
+def _cloudy_command() -> list[str]:
+    return [sys.executable, "-m", "cloudy.cli"]
+
+
+def _free_port(kind: socket.SocketKind) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_or_kill(procs: Sequence[subprocess.Popen[bytes]], grace: float) -> None:
+    """Give *procs* *grace* seconds to exit, then SIGTERM, then SIGKILL; reap them all."""
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(deadline - time.monotonic(), 0.0))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = [p for p in procs if p.poll() is None]
+        if not alive:
+            break
+        for proc in alive:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+        for proc in alive:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(2.0)
+    for proc in procs:
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    print(expected_result(args.with_seed, args.count))
+    return 0
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    tools = _backend_module("tools")
+
+    return int(_run(tools.peers(args.host, **_backend_options(args))))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    tools = _backend_module("tools")
+
+    return int(_run(tools.doctor(args.host, **_backend_options(args))))
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "slave": cmd_slave,
+    "master": cmd_master,
+    "local": cmd_local,
+    "verify": cmd_verify,
+    "peers": cmd_peers,
+    "doctor": cmd_doctor,
+}
+
 
 def main(argv: list[str] | None = None) -> int:
-    print("cloudy: no commands yet")
-    return 0
+    """Run the ``cloudy`` command; return its exit status."""
+    try:
+        args = _parse(_glue_negative_values(argv))
+        return _COMMANDS[args.command](args)
+    except UsageError as e:
+        print(f"cloudy: {e} (see cloudy --help)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cloudy: interrupted", file=sys.stderr)
+        return 130
+    except (CloudyError, OSError, ValueError) as e:
+        print(f"cloudy: {_explain(e)}", file=sys.stderr)
+        return 1
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = build_parser()
+    if not argv or argv[0] not in _COMMANDS:
+        return parser.parse_args(argv)  # --help, or an error naming the commands
+    # each command's own parser, so that flags and positionals may be mixed
+    sub = parser._subparsers
+    assert sub is not None
+    action = next(a for a in sub._group_actions if isinstance(a, argparse._SubParsersAction))
+    command: argparse.ArgumentParser = action.choices[argv[0]]
+    args = command.parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
+
+
+def _glue_negative_values(argv: list[str] | None) -> list[str]:
+    """``--send-for -2s`` -> ``--send-for=-2s``, so that it is refused as a bad duration."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    out: list[str] = []
+    for arg in args:
+        if out and out[-1] in _VALUE_FLAGS and re.match(r"^-[0-9.]", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+_VALUE_FLAGS = {"--send-for", "--wait-for", "--with-seed", "--slaves", "--discovery-port"}
+
+
+def _explain(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.errno == 98:
+        return f"cannot listen: address already in use ({e})"
+    return str(e) or type(e).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -53,6 +53,7 @@ class SlaveReport(msgspec.Struct, frozen=True):
     node: str
     count: int
     sum: float
+    cpu_s: float = 0.0
 
 
 class Report(msgspec.Struct, frozen=True):
@@ -69,6 +70,7 @@ class Report(msgspec.Struct, frozen=True):
     # highest any slave had received by STOP: equal when nothing was generated late
     generated: int = 0
     seen_at_stop: int = 0
+    master_cpu_s: float = 0.0
 
 
 Progress = Callable[[str, float, int], None]
@@ -123,7 +125,7 @@ async def run_experiment(
     # a slave ends (normally) right after it reports: that is no failure
     outcomes = await _collect(Outcome, n, monitors, finished=lambda o: ring[o.position])
     outcomes.sort(key=lambda o: o.position)
-    results = [SlaveReport(str(o.node), o.count, o.sum) for o in outcomes]
+    results = [SlaveReport(str(o.node), o.count, o.sum, o.cpu_s) for o in outcomes]
     first = results[0]
     agree = all(r.count == first.count and r.sum == first.sum for r in results)
     return Report(
@@ -138,6 +140,7 @@ async def run_experiment(
         model=model.name,
         generated=generated,
         seen_at_stop=seen_at_stop,
+        master_cpu_s=time.process_time(),
     )
 
 

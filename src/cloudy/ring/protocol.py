@@ -100,10 +100,13 @@ class PollReply(Message):
 
 
 class Outcome(Message):
+    """A slave's result; *cpu_s* is the CPU time its OS process has used so far."""
+
     position: int
     node: NodeId
     count: int
     sum: float
+    cpu_s: float
 
 
 # --- slave <-> slave ----------------------------------------------------------------

@@ -26,6 +26,7 @@ Bookkeeping, per ring position p (this process included):
 from __future__ import annotations
 
 import sys
+import time
 from collections import deque
 
 from ..closure import remotable
@@ -140,7 +141,10 @@ async def ring_slave() -> None:
                 line = f"{get_self_node()} {result}"
                 print(line, flush=True)
                 say(line)
-                send(master, Outcome(me, get_self_node(), result.count, result.sum))
+                send(
+                    master,
+                    Outcome(me, get_self_node(), result.count, result.sum, time.process_time()),
+                )
                 return
             elif t is ProcessMonitorNotification:
                 print(f"{get_self_node()}: the master has gone; ring process ends", file=sys.stderr)
