@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -31,6 +32,9 @@ from typing import Any, NoReturn, TextIO, TypeVar
 
 from .errors import CloudyError
 from .identity import NodeId
+from .messages import WhereIsReply
+from .node import LocalNode
+from .process import expect_timeout, whereis_remote_async
 from .ring.master import ExperimentError, Params, Progress, Report, run_experiment
 from .ring.model import MODELS
 from .ring.result import expected_result
@@ -204,12 +208,46 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
-async def _slave(args: argparse.Namespace) -> int:
-    sl = _backend_module("simplelocalnet")
+def _have_backend() -> bool:
+    return importlib.util.find_spec("cloudy.backend.simplelocalnet") is not None
 
+
+async def _slave(args: argparse.Namespace) -> int:
+    if not _have_backend() and args.exit_with_stdin:
+        return await _bare_slave(args.host, args.port)
+    sl = _backend_module("simplelocalnet")
     backend = sl.initialize_backend(args.host, args.port, **_backend_options(args))
     await sl.run_slave(backend)
     return 0
+
+
+async def _bare_slave(host: str, port: int) -> int:
+    """A slave node without discovery, for `cloudy local` where SimpleLocalnet is absent."""
+    async with LocalNode(host, port):
+        await asyncio.Event().wait()  # until `cloudy local` ends us
+    return 0
+
+
+async def _bare_master(
+    nodes: list[NodeId], params: Params, progress: Progress, on_wait: Callable[[], None]
+) -> Report:
+    """`cloudy local` without SimpleLocalnet: the slaves are known, no discovery needed."""
+    async with LocalNode("127.0.0.1", 0) as node:
+
+        async def experiment() -> Report:
+            deadline = time.monotonic() + FIND_SLAVES_TIMEOUT
+            for slave in nodes:
+                while True:  # until the slave's node answers
+                    on_wait()
+                    whereis_remote_async(slave, "logger")
+                    if await expect_timeout(0.2, WhereIsReply) is not None:
+                        break
+                    if time.monotonic() > deadline:
+                        raise ExperimentError(f"slave {slave} did not come up")
+            return await run_experiment(nodes, params, progress)
+
+        report: Report = await node.run_process(experiment)
+        return report
 
 
 async def _master(
@@ -425,11 +463,17 @@ def cmd_local(args: argparse.Namespace) -> int:
                     )
 
         os.environ["CLOUDY_COOKIE"] = env["CLOUDY_COOKIE"]
+        backend = _have_backend()
         with _progress_display(params, args.json) as progress:
-            report = _run(
-                _master(host, master_port, params, args.slaves, options, progress, check_slaves)
-            )
-        _wait_or_kill(slaves, SLAVE_EXIT_GRACE)
+            if backend:
+                run = _master(
+                    host, master_port, params, args.slaves, options, progress, check_slaves
+                )
+            else:
+                nodes = [NodeId(host, port) for port in slave_ports]
+                run = _bare_master(nodes, params, progress, check_slaves)
+            report = _run(run)
+        _wait_or_kill(slaves, SLAVE_EXIT_GRACE if backend else 0.0)
         _print_report(report, args.json, sys.stdout)
         return 0 if report.agree else 1
     finally:

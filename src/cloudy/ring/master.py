@@ -110,11 +110,12 @@ async def run_experiment(
     await _phase(ring, PhaseName.SEND, monitors)
     started = time.monotonic()
     model.kickstart(ring)
-    await _wait_out("SEND", started + params.send_for, ring[0], monitors, progress)
+    seen = await _wait_out("SEND", started + params.send_for, ring[0], monitors, progress, 0)
     grace = await _phase(ring, PhaseName.GRACE, monitors)
     send_time = time.monotonic() - started
     generated = max(a.generated for a in grace)
-    await _wait_out("GRACE", time.monotonic() + params.wait_for, ring[0], monitors, progress)
+    until = time.monotonic() + params.wait_for
+    await _wait_out("GRACE", until, ring[0], monitors, progress, max(seen, generated))
     stop = await _phase(ring, PhaseName.STOP, monitors)
     agreed = min(a.prefix for a in stop)
     seen_at_stop = max(a.seen for a in stop)
@@ -209,14 +210,17 @@ async def _wait_out(
     probe: ProcessId,
     monitors: dict[MonitorRef, ProcessId],
     progress: Progress,
-) -> None:
-    """Wait until *until*, polling *probe* for progress; raise if a slave dies."""
-    seen = 0
+    seen: int,
+) -> int:
+    """Wait until *until*, polling *probe* for progress; raise if a slave dies.
+
+    Returns the highest message index *probe* said it had seen.
+    """
     while True:
         now = time.monotonic()
         progress(phase, max(until - now, 0.0), seen)
         if now >= until:
-            return
+            return seen
         send(probe, Poll())
         tick = min(until, now + POLL_INTERVAL)
         while (rest := tick - time.monotonic()) > 0:

@@ -139,7 +139,8 @@ async def ring_slave() -> None:
             elif t is Agree:
                 result = RingResult(msg.count, sum_in_order(msg.count, values.__getitem__))
                 line = f"{get_self_node()} {result}"
-                print(line, flush=True)
+                sys.stdout.write(line + "\n")  # one write: slaves may share a terminal
+                sys.stdout.flush()
                 say(line)
                 send(
                     master,
