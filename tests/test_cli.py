@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -77,3 +83,119 @@ def test_verify_prints_the_expected_count_and_sum(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out == f"{expected_result(3, 1000)}\n"
     assert main(["verify", "2", "--with-seed", "0x10"]) == 0
     assert capsys.readouterr().out == f"{expected_result(16, 2)}\n"
+
+
+# --- whole runs, every node its own OS process ----------------------------------------
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    """PIDs of live processes whose command line contains *marker*."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] == "Z":
+                    continue  # a zombie has ended; its parent has yet to reap it
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(int(entry))
+    return found
+
+
+@pytest.fixture
+def local_run() -> Iterator[tuple[list[str], str]]:
+    """The start of a `cloudy local` command with a discovery port of its own, and that port.
+
+    Whatever the test does, every process started with that port is ended afterwards.
+    """
+    marker = str(free_udp_port())
+    try:
+        yield [*CLOUDY, "local", "--discovery-port", marker], marker
+    finally:
+        for pid in processes_mentioning(f"--discovery-port {marker}"):
+            os.kill(pid, signal.SIGKILL)
+
+
+def wait_until_gone(marker: str, timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_mentioning(f"--discovery-port {marker}")) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    return left
+
+
+def test_cloudy_local_runs_four_slaves_that_agree_and_leaves_nothing_behind(
+    local_run: tuple[list[str], str],
+) -> None:
+    command, marker = local_run
+    done = subprocess.run(
+        [*command, "--slaves", "4", "--send-for", "0.5s", "--wait-for", "300ms", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["agree"] is True
+    assert len(report["slaves"]) == 4
+    assert report["count"] > 0
+    assert report["sum"] == expected_result(0, report["count"]).sum
+    assert (report["send_for"], report["wait_for"], report["seed"]) == (0.5, 0.3, 0)
+    assert report["msgs_per_s"] > 0
+    # each slave printed its own line (sent to stderr under --json, to keep stdout JSON)
+    printed = RESULT_LINE.findall(done.stderr)
+    assert sorted(node for node, _, _ in printed) == sorted(s["node"] for s in report["slaves"])
+    assert {(int(c), float(s)) for _, c, s in printed} == {(report["count"], report["sum"])}
+    assert wait_until_gone(marker, timeout=0) == []
+
+
+def test_cloudy_local_prints_a_table_and_the_rate(local_run: tuple[list[str], str]) -> None:
+    command, _ = local_run
+    done = subprocess.run(
+        [*command, "--slaves", "2", "--send-for", "0.3", "--wait-for", "0.2", "--with-seed", "5"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "all 2 slaves agree" in done.stdout
+    assert "msgs/s" in done.stdout
+    assert len(RESULT_LINE.findall(done.stdout)) == 2  # the slaves' own lines
+    count = int(re.search(r"agree: <(\d+),", done.stdout).group(1))  # type: ignore[union-attr]
+    assert f"<{count}, {expected_result(5, count).sum!r}>" in done.stdout
+
+
+def test_ctrl_c_on_cloudy_local_ends_every_slave(local_run: tuple[list[str], str]) -> None:
+    command, marker = local_run
+    run = subprocess.Popen(
+        [*command, "--slaves", "2", "--send-for", "30s", "--wait-for", "1s"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert run.stderr is not None
+        for line in run.stderr:  # wait until the run is under way
+            if "SEND" in line:
+                break
+        assert len(processes_mentioning(f"--discovery-port {marker}")) == 3
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=30) != 0
+        assert wait_until_gone(marker) == []
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
