@@ -1,0 +1,55 @@
+"""The cloudy experiment, 4 slave processes, 2 s send period: agreed messages, rate, CPU.
+
+Run by hand: ``.venv/bin/python benchmarks/ring.py [--slaves 4] [--send-for 2s]``.
+The last line holds the figures: agreed COUNT, msgs/s, the ratio to the Erlang
+anchor (16,500 agreed msgs/s on this machine) and the CPU seconds of every node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+ERLANG_MSGS_PER_S = 16_500.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--slaves", default="4")
+    parser.add_argument("--send-for", default="2s")
+    parser.add_argument("--wait-for", default="1s")
+    parser.add_argument("--with-seed", default="0")
+    args = parser.parse_args()
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "cloudy.cli", "local", "--json"),
+            *("--slaves", args.slaves, "--send-for", args.send_for),
+            *("--wait-for", args.wait_for, "--with-seed", args.with_seed),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        check=False,
+    )
+    if done.returncode not in (0, 1) or not done.stdout.strip():
+        print(f"cloudy local failed (exit status {done.returncode})", file=sys.stderr)
+        return 1
+    report = json.loads(done.stdout)
+    cpu = " ".join(
+        f"{s['node'].removeprefix('nid://').removesuffix(':0')}={s['cpu_s']:.2f}s"
+        for s in report["slaves"]
+    )
+    print(
+        f"ring: {len(report['slaves'])} slaves, {report['send_for']:g} s send, "
+        f"agree={report['agree']} count={report['count']} "
+        f"msgs/s={report['msgs_per_s']:,.0f} "
+        f"({report['msgs_per_s'] / ERLANG_MSGS_PER_S:.2f}x Erlang) "
+        f"cpu: master={report['master_cpu_s']:.2f}s {cpu}"
+    )
+    return 0 if report["agree"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
