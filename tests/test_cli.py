@@ -199,3 +199,58 @@ def test_ctrl_c_on_cloudy_local_ends_every_slave(local_run: tuple[list[str], str
         if run.poll() is None:
             run.kill()
             run.wait()
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_the_seeds_way_four_cloudy_slaves_and_one_cloudy_master() -> None:
+    pytest.importorskip("cloudy.backend.simplelocalnet", reason="SimpleLocalnet not there yet")
+    discovery = str(free_udp_port())
+    env = dict(os.environ, CLOUDY_COOKIE=f"seeds-way-{discovery}")
+    slaves: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(4):
+            slaves.append(
+                subprocess.Popen(
+                    [
+                        *CLOUDY,
+                        "slave",
+                        "127.0.0.1",
+                        str(free_tcp_port()),
+                        *("--discovery-port", discovery),
+                    ],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
+            )
+        master = subprocess.run(
+            [
+                *(*CLOUDY, "master", "127.0.0.1", str(free_tcp_port()), "500000", "300000", "9"),
+                *("--slaves", "4", "--discovery-port", discovery, "--json"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert master.returncode == 0, master.stderr
+        report = json.loads(master.stdout)
+        assert report["agree"] and report["seed"] == 9
+        assert report["sum"] == expected_result(9, report["count"]).sum
+        for slave in slaves:  # the master ends them; each printed its own line
+            out, _ = slave.communicate(timeout=30)
+            assert slave.returncode == 0
+            (line,) = RESULT_LINE.findall(out)
+            assert (int(line[1]), float(line[2])) == (report["count"], report["sum"])
+    finally:
+        for slave in slaves:
+            if slave.poll() is None:
+                slave.kill()
+                slave.wait()
