@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -40,7 +40,7 @@ from cloudy import (
 TEST_TIMEOUT = 10.0
 
 
-async def run(main: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+async def run(main: Callable[..., Any], *args: Any) -> Any:
     """Run *main* as a process on a fresh node and return what it returns."""
     async with LocalNode("127.0.0.1", 0, cookie="test") as node:
         return await asyncio.wait_for(node.run_process(main, *args), TEST_TIMEOUT)

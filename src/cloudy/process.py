@@ -130,19 +130,37 @@ class Match(Generic[R]):
         return self.predicate is None or bool(self.predicate(msg))
 
 
-def match(tp: type[T], handler: Callable[[T], R | Awaitable[R]]) -> Match[R]:
+# The overloads let mypy see through an async handler: its clause yields what the
+# coroutine returns (a bare ``R | Awaitable[R]`` infers ``Never`` for it).
+@overload
+def match(tp: type[T], handler: Callable[[T], Awaitable[R]]) -> Match[R]: ...
+@overload
+def match(tp: type[T], handler: Callable[[T], R]) -> Match[R]: ...
+def match(tp: type[T], handler: Callable[[T], Any]) -> Match[Any]:
     """A clause taking the first message of type *tp* and passing it to *handler*."""
     return Match(tp, None, handler)
 
 
+@overload
 def match_if(
-    tp: type[T], predicate: Callable[[T], bool], handler: Callable[[T], R | Awaitable[R]]
-) -> Match[R]:
+    tp: type[T], predicate: Callable[[T], bool], handler: Callable[[T], Awaitable[R]]
+) -> Match[R]: ...
+@overload
+def match_if(
+    tp: type[T], predicate: Callable[[T], bool], handler: Callable[[T], R]
+) -> Match[R]: ...
+def match_if(
+    tp: type[T], predicate: Callable[[T], bool], handler: Callable[[T], Any]
+) -> Match[Any]:
     """A clause taking the first message of type *tp* for which *predicate* holds."""
     return Match(tp, predicate, handler)
 
 
-def match_any(handler: Callable[[Any], R | Awaitable[R]]) -> Match[R]:
+@overload
+def match_any(handler: Callable[[Any], Awaitable[R]]) -> Match[R]: ...
+@overload
+def match_any(handler: Callable[[Any], R]) -> Match[R]: ...
+def match_any(handler: Callable[[Any], Any]) -> Match[Any]:
     """A clause taking any message."""
     return Match(None, None, handler)
 
