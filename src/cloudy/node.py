@@ -169,11 +169,15 @@ class _Process:
             return
         if self.pending is None:
             self.pending = []
+        # One cancel stands for the whole queue (`take_signal` re-arms it): a cancel
+        # per signal would leave the task's cancelling() count above zero for good.
+        # A kill cancels regardless, in case the process swallowed an earlier cancel.
+        first = not self.pending
         if isinstance(exc, _Killed):
             self.pending.insert(0, exc)
         else:
             self.pending.append(exc)
-        if self.started:
+        if self.started and (first or isinstance(exc, _Killed)):
             self.task.cancel()
         # else: cancelling a task that has not run would skip `_run_process`
         # entirely (and so its cleanup); it takes the signal when it starts.
