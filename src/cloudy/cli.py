@@ -209,7 +209,10 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _have_backend() -> bool:
-    return importlib.util.find_spec("cloudy.backend.simplelocalnet") is not None
+    try:
+        return importlib.util.find_spec("cloudy.backend.simplelocalnet") is not None
+    except ModuleNotFoundError:
+        return False
 
 
 async def _slave(args: argparse.Namespace) -> int:
