@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 import json
 import os
 import re
@@ -30,11 +28,10 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, NoReturn, TextIO, TypeVar
 
+from .backend import simplelocalnet as sl
+from .backend import tools
 from .errors import CloudyError
 from .identity import NodeId
-from .messages import WhereIsReply
-from .node import LocalNode
-from .process import expect_timeout, whereis_remote_async
 from .ring.master import ExperimentError, Params, Progress, Report, run_experiment
 from .ring.model import MODELS
 from .ring.result import expected_result
@@ -112,6 +109,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _peers(text: str) -> list[NodeId]:
+    try:
+        return sl.parse_peers(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
@@ -127,12 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--with-seed", type=_seed, help="seed of the random numbers")
         p.add_argument("--model", default="ring", choices=sorted(MODELS), help="default: ring")
         p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-        p.add_argument("--discovery-port", type=_port, default=None, help=argparse.SUPPRESS)
+
+    def discovery_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--discovery-port", type=_port, default=None, help="UDP discovery port")
+        p.add_argument(
+            "--peers",
+            type=_peers,
+            default=None,
+            help="static peers host:port,... asked over TCP (default: $CLOUDY_PEERS)",
+        )
 
     p = sub.add_parser("slave", help="start a slave node")
     p.add_argument("host")
     p.add_argument("port", type=_port)
-    p.add_argument("--discovery-port", type=_port, default=None, help="UDP discovery port")
+    discovery_options(p)
     # `cloudy local` passes this: the slave ends when its parent's pipe closes.
     p.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
 
@@ -144,10 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("seed", nargs="?", type=_seed)
     p.add_argument("--slaves", type=_slaves, help="wait until this many slaves are found")
     run_options(p)
+    discovery_options(p)
 
     p = sub.add_parser("local", help="run the whole experiment on this machine")
     p.add_argument("--slaves", type=_slaves, default=4, help="number of slave processes")
     run_options(p)
+    p.add_argument("--discovery-port", type=_port, default=None, help=argparse.SUPPRESS)
 
     p = sub.add_parser("verify", help="print the <COUNT, SUM> a run with this seed must give")
     p.add_argument("--with-seed", type=_seed, default=0)
@@ -155,11 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("peers", help="list the nodes that answer discovery")
     p.add_argument("host")
-    p.add_argument("--discovery-port", type=_port, default=None, help="UDP discovery port")
+    discovery_options(p)
 
     p = sub.add_parser("doctor", help="check that discovery and connections can work")
     p.add_argument("host")
-    p.add_argument("--discovery-port", type=_port, default=None, help="UDP discovery port")
+    discovery_options(p)
     return parser
 
 
@@ -188,15 +202,9 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if getattr(args, "discovery_port", None) is not None:
         options["multicast_port"] = args.discovery_port
+    if getattr(args, "peers", None) is not None:
+        options["peers"] = args.peers
     return options
-
-
-def _backend_module(name: str) -> Any:
-    """``cloudy.backend.<name>``; a clear error when this installation lacks it."""
-    try:
-        return importlib.import_module(f"cloudy.backend.{name}")
-    except ModuleNotFoundError as e:
-        raise CloudyError(f"the SimpleLocalnet backend is missing ({e})") from None
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -208,49 +216,10 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
-def _have_backend() -> bool:
-    try:
-        return importlib.util.find_spec("cloudy.backend.simplelocalnet") is not None
-    except ModuleNotFoundError:
-        return False
-
-
 async def _slave(args: argparse.Namespace) -> int:
-    if not _have_backend() and args.exit_with_stdin:
-        return await _bare_slave(args.host, args.port)
-    sl = _backend_module("simplelocalnet")
     backend = sl.initialize_backend(args.host, args.port, **_backend_options(args))
     await sl.run_slave(backend)
     return 0
-
-
-async def _bare_slave(host: str, port: int) -> int:
-    """A slave node without discovery, for `cloudy local` where SimpleLocalnet is absent."""
-    async with LocalNode(host, port):
-        await asyncio.Event().wait()  # until `cloudy local` ends us
-    return 0
-
-
-async def _bare_master(
-    nodes: list[NodeId], params: Params, progress: Progress, on_wait: Callable[[], None]
-) -> Report:
-    """`cloudy local` without SimpleLocalnet: the slaves are known, no discovery needed."""
-    async with LocalNode("127.0.0.1", 0) as node:
-
-        async def experiment() -> Report:
-            deadline = time.monotonic() + FIND_SLAVES_TIMEOUT
-            for slave in nodes:
-                while True:  # until the slave's node answers
-                    on_wait()
-                    whereis_remote_async(slave, "logger")
-                    if await expect_timeout(0.2, WhereIsReply) is not None:
-                        break
-                    if time.monotonic() > deadline:
-                        raise ExperimentError(f"slave {slave} did not come up")
-            return await run_experiment(nodes, params, progress)
-
-        report: Report = await node.run_process(experiment)
-        return report
 
 
 async def _master(
@@ -263,42 +232,21 @@ async def _master(
     on_wait: Callable[[], None] = lambda: None,
 ) -> Report:
     """Find the slaves (*want* of them, if given), run the experiment, end the slaves."""
-    sl = _backend_module("simplelocalnet")
-
     backend = sl.initialize_backend(host, port, **options)
     report: list[Report] = []
 
     async def experiment(slaves: list[NodeId]) -> None:
-        if want is not None:
-            slaves = await _wait_for_slaves(sl, backend, slaves, want, on_wait)
         try:
             report.append(await run_experiment(slaves, params, progress))
         finally:
-            await sl.terminate_all_slaves(backend)
+            await sl.terminate_slaves(slaves)
 
-    await sl.run_master(backend, experiment)
+    await sl.run_master(
+        backend, experiment, slaves=want, within=FIND_SLAVES_TIMEOUT, on_wait=on_wait
+    )
     if not report:
         raise ExperimentError("the master ended without a result")
     return report[0]
-
-
-async def _wait_for_slaves(
-    sl: Any, backend: Any, found: list[NodeId], want: int, on_wait: Callable[[], None]
-) -> list[NodeId]:
-    deadline = time.monotonic() + FIND_SLAVES_TIMEOUT
-    while len(found) < want:
-        on_wait()
-        if time.monotonic() >= deadline:
-            raise ExperimentError(
-                f"found {len(found)} of {want} slaves within {FIND_SLAVES_TIMEOUT:.0f} s: "
-                "check that they run, share this cookie, and that multicast reaches them "
-                "(cloudy doctor HOST)"
-            )
-        pids = await sl.find_slaves(backend)
-        found = sorted({pid.node for pid in pids}, key=lambda n: (n.host, n.port))
-        if len(found) >= want:
-            await sl.redirect_logs_here(backend, pids)
-    return found[:want] if len(found) > want else found
 
 
 # ====================================================================================
@@ -407,8 +355,10 @@ def _exit_with_stdin() -> None:
     """End this process when stdin reaches EOF: its parent (`cloudy local`) has gone."""
 
     def watch() -> None:
+        # os.read, not sys.stdin: a buffered reader's lock held by this daemon thread
+        # would abort the interpreter at a normal exit
         with contextlib.suppress(OSError):
-            while sys.stdin.buffer.read(4096):
+            while os.read(0, 4096):
                 pass
         os._exit(0)
 
@@ -431,7 +381,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     # a cookie and a discovery port of our own: two runs on one machine never mix
     env = dict(os.environ, CLOUDY_COOKIE=secrets.token_urlsafe(24))
     discovery = args.discovery_port or _free_port(socket.SOCK_DGRAM)
-    options = {"multicast_port": discovery}
+    options: dict[str, Any] = {"multicast_port": discovery}
     ports = [_free_port(socket.SOCK_STREAM) for _ in range(args.slaves + 1)]
     master_port, slave_ports = ports[0], ports[1:]
     slave_out = sys.stderr if args.json else sys.stdout
@@ -465,18 +415,12 @@ def cmd_local(args: argparse.Namespace) -> int:
                         f"a slave exited while starting (status {proc.returncode}); see above"
                     )
 
-        os.environ["CLOUDY_COOKIE"] = env["CLOUDY_COOKIE"]
-        backend = _have_backend()
+        options["cookie"] = env["CLOUDY_COOKIE"]
         with _progress_display(params, args.json) as progress:
-            if backend:
-                run = _master(
-                    host, master_port, params, args.slaves, options, progress, check_slaves
-                )
-            else:
-                nodes = [NodeId(host, port) for port in slave_ports]
-                run = _bare_master(nodes, params, progress, check_slaves)
-            report = _run(run)
-        _wait_or_kill(slaves, SLAVE_EXIT_GRACE if backend else 0.0)
+            report = _run(
+                _master(host, master_port, params, args.slaves, options, progress, check_slaves)
+            )
+        _wait_or_kill(slaves, SLAVE_EXIT_GRACE)
         _print_report(report, args.json, sys.stdout)
         return 0 if report.agree else 1
     finally:
@@ -522,15 +466,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
-    tools = _backend_module("tools")
-
-    return int(_run(tools.peers(args.host, **_backend_options(args))))
+    return _run(tools.peers(args.host, **_backend_options(args)))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    tools = _backend_module("tools")
-
-    return int(_run(tools.doctor(args.host, **_backend_options(args))))
+    return _run(tools.doctor(args.host, **_backend_options(args)))
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -585,7 +525,14 @@ def _glue_negative_values(argv: list[str] | None) -> list[str]:
     return out
 
 
-_VALUE_FLAGS = {"--send-for", "--wait-for", "--with-seed", "--slaves", "--discovery-port"}
+_VALUE_FLAGS = {
+    "--send-for",
+    "--wait-for",
+    "--with-seed",
+    "--slaves",
+    "--discovery-port",
+    "--peers",
+}
 
 
 def _explain(e: BaseException) -> str:

@@ -1,0 +1,1 @@
+"""Backends: ways to start and find nodes. `cloudy.backend.simplelocalnet` is the one."""

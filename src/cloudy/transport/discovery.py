@@ -1,0 +1,198 @@
+"""The discovery daemon: UDP multicast "who's there?" and unicast "here I am".
+
+Every node of a SimpleLocalnet backend listens on the multicast group and answers
+each signed `Who` it hears with a `Here` naming its TCP address, sent back to the
+requester's own address. A requester sends its `Who` from a socket of its own and
+collects the answers carrying its nonce.
+
+The multicast interface is the node's own address: a node on 127.0.0.1 sends and
+listens on loopback only, with TTL 0 so nothing leaves the host; a node on a LAN
+address uses that interface with TTL 1 (the local link, as Cloud Haskell).
+Datagrams that are not ours (garbage, another cookie, another version, oversized)
+are counted in `dropped` and logged at debug level; they never stop the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import cast
+
+from ..identity import NodeId
+from ..wire import discovery as D
+
+__all__ = ["DEFAULT_GROUP", "DEFAULT_PORT", "Discovery", "interface_address"]
+
+log = logging.getLogger("cloudy.discovery")
+
+DEFAULT_GROUP = "224.0.0.99"
+DEFAULT_PORT = 9999
+# A request is sent again this often while its answers are awaited.
+RESEND_EVERY = 0.25
+
+
+def interface_address(host: str) -> str:
+    """The IPv4 address *host* names: the interface discovery uses for it.
+
+    Raises `OSError` with a clear message if *host* does not resolve to one, or is a
+    wildcard (a node must be reachable at the address it names).
+    """
+    try:
+        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)
+    except socket.gaierror as e:
+        raise OSError(f"cannot resolve {host!r} to an IPv4 address: {e.strerror}") from None
+    address = str(infos[0][4][0])
+    if ipaddress.IPv4Address(address).is_unspecified:
+        raise OSError(f"{host!r} is a wildcard address: name this machine's own address")
+    return address
+
+
+class _Listener(asyncio.DatagramProtocol):
+    def __init__(self, daemon: Discovery) -> None:
+        self.daemon = daemon
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's datagram transport is not an asyncio.DatagramTransport subclass
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        msg = self.daemon.check(data, addr)
+        if isinstance(msg, D.Who) and self.transport is not None:
+            node = self.daemon.answer()
+            if node is not None:
+                reply = D.encode(self.daemon.key, D.Here(msg.nonce, node.host, node.port))
+                self.transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("discovery socket error: %s", exc)
+
+
+class _Asker(asyncio.DatagramProtocol):
+    def __init__(self, daemon: Discovery, nonce: bytes, found: Callable[[NodeId], None]) -> None:
+        self.daemon = daemon
+        self.nonce = nonce
+        self.found = found
+        self.seen: set[NodeId] = set()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        msg = self.daemon.check(data, addr)
+        if isinstance(msg, D.Here) and msg.nonce == self.nonce:
+            node = NodeId(msg.host, msg.port)
+            if node not in self.seen:
+                self.seen.add(node)
+                self.found(node)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("discovery socket error: %s", exc)
+
+
+class Discovery:
+    """Answers discovery requests for a node, and asks who is there.
+
+    *answer* gives the node to announce (None: stay silent). *interface* is the
+    IPv4 address of the interface to use (see `interface_address`).
+    """
+
+    def __init__(
+        self,
+        *,
+        cookie: bytes,
+        interface: str,
+        answer: Callable[[], NodeId | None],
+        group: str = DEFAULT_GROUP,
+        port: int = DEFAULT_PORT,
+    ) -> None:
+        if not ipaddress.IPv4Address(group).is_multicast:
+            raise ValueError(f"{group} is not an IPv4 multicast group")
+        if not 0 < port < 65536:
+            raise ValueError(f"discovery port {port} is out of range 1-65535")
+        self.key = D.discovery_key(cookie)
+        self.interface = interface
+        self.group = group
+        self.port = port
+        self.answer = answer
+        self.ttl = 0 if ipaddress.IPv4Address(interface).is_loopback else 1
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self._listener: asyncio.DatagramTransport | None = None
+
+    def __repr__(self) -> str:
+        return f"<Discovery {self.group}:{self.port} via {self.interface}>"
+
+    def check(self, data: bytes, addr: tuple[str | object, ...]) -> D.Who | D.Here | None:
+        """The message in *data*, or None (counted and logged) if it is not ours."""
+        try:
+            return D.decode(self.key, data)
+        except D.DatagramError as e:
+            self.dropped[e.kind] += 1
+            log.debug("discovery: ignored a datagram from %s: %s", addr[0], e)
+            return None
+
+    async def start(self) -> None:
+        """Join the group and answer requests. Raises `OSError` if multicast is unusable."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if hasattr(socket, "SO_REUSEPORT"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            # bound to the group: only datagrams sent to the group arrive here
+            sock.bind((self.group, self.port))
+            membership = socket.inet_aton(self.group) + socket.inet_aton(self.interface)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+            self._configure(sock)
+            sock.setblocking(False)
+        except OSError as e:
+            sock.close()
+            raise OSError(
+                e.errno,
+                f"cannot listen for discovery on {self.group}:{self.port} via "
+                f"{self.interface}: {e.strerror}",
+            ) from None
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Listener(self), sock=sock)
+        self._listener = transport
+
+    def _configure(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(self.interface))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, self.ttl)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+
+    async def ask(self, seconds: float, found: Callable[[NodeId], None]) -> set[NodeId]:
+        """Multicast a request, call *found* for each node answering it, for *seconds*.
+
+        Returns every node that answered. Raises `OSError` if the request cannot be sent.
+        """
+        nonce = os.urandom(D.NONCE_SIZE)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self.interface, 0))
+            self._configure(sock)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        loop = asyncio.get_running_loop()
+        asker = _Asker(self, nonce, found)
+        transport, _ = await loop.create_datagram_endpoint(lambda: asker, sock=sock)
+        request = D.encode(self.key, D.Who(nonce))
+        deadline = loop.time() + seconds
+        try:
+            # again and again: a lost datagram, or a node that starts meanwhile, still counts
+            while (left := deadline - loop.time()) > 0:
+                transport.sendto(request, (self.group, self.port))
+                await asyncio.sleep(min(left, RESEND_EVERY))
+        finally:
+            transport.close()
+        return asker.seen
+
+    def close(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                self._listener.close()
+            self._listener = None

@@ -1,0 +1,101 @@
+"""Discovery datagrams: "who's there?" and "here I am", signed with the cookie.
+
+Sans-IO: `encode` gives the bytes of a datagram, `decode` checks and parses one.
+A datagram is ``MAGIC | version | body | HMAC-SHA256(key, MAGIC | version | body)``
+where the body is a msgpack-encoded `Who` or `Here` and the key is derived from
+the cluster's cookie, so that nodes with another cookie never see each other.
+
+A `Who` carries a fresh random nonce; a `Here` answers one nonce with the
+answering node's address, so a requester counts only the answers to its own
+request, and a recorded answer is worth nothing to a later request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Final
+
+import msgspec
+
+__all__ = [
+    "DISCOVERY_VERSION",
+    "MAX_DATAGRAM",
+    "NONCE_SIZE",
+    "DatagramError",
+    "Here",
+    "Who",
+    "decode",
+    "discovery_key",
+    "encode",
+]
+
+MAGIC: Final = b"cldy"
+DISCOVERY_VERSION: Final = 1
+NONCE_SIZE: Final = 16
+# Far above any datagram we send (about 100 bytes); anything larger is refused unread.
+MAX_DATAGRAM: Final = 1024
+_MAC_SIZE: Final = 32
+_HEADER: Final = MAGIC + bytes([DISCOVERY_VERSION])
+
+
+class Who(msgspec.Struct, frozen=True, array_like=True, tag=0):
+    """A request: every node that hears it answers *nonce* with a `Here`."""
+
+    nonce: bytes
+
+
+class Here(msgspec.Struct, frozen=True, array_like=True, tag=1):
+    """An answer to the request *nonce*: a node listens on TCP at *host*:*port*."""
+
+    nonce: bytes
+    host: str
+    port: int
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Who | Here)
+
+
+class DatagramError(Exception):
+    """A datagram that is not a valid one of ours; *kind* names why, for counting."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+
+
+def discovery_key(cookie: bytes) -> bytes:
+    """The HMAC key for datagrams: derived from the cookie, distinct from the handshake's."""
+    return hmac.digest(cookie, b"cloudy discovery v1", hashlib.sha256)
+
+
+def encode(key: bytes, msg: Who | Here) -> bytes:
+    """The signed datagram carrying *msg*."""
+    signed = _HEADER + _encoder.encode(msg)
+    return signed + hmac.digest(key, signed, hashlib.sha256)
+
+
+def decode(key: bytes, data: bytes) -> Who | Here:
+    """The message in *data*; raises `DatagramError` for anything not signed with *key*."""
+    if len(data) > MAX_DATAGRAM:
+        raise DatagramError("oversized", f"{len(data)} bytes (at most {MAX_DATAGRAM})")
+    if len(data) < len(_HEADER) + _MAC_SIZE or not data.startswith(MAGIC):
+        raise DatagramError("foreign", "not a cloudy discovery datagram")
+    if data[len(MAGIC)] != DISCOVERY_VERSION:
+        raise DatagramError(
+            "version",
+            f"discovery version {data[len(MAGIC)]}, we speak {DISCOVERY_VERSION}",
+        )
+    signed, mac = data[:-_MAC_SIZE], data[-_MAC_SIZE:]
+    if not hmac.compare_digest(mac, hmac.digest(key, signed, hashlib.sha256)):
+        raise DatagramError("cookie", "signed with another cookie")
+    try:
+        msg: Who | Here = _decoder.decode(signed[len(_HEADER) :])
+    except msgspec.DecodeError as e:  # signed by us but unreadable: another release?
+        raise DatagramError("undecodable", str(e)) from None
+    if len(msg.nonce) != NONCE_SIZE:
+        raise DatagramError("undecodable", f"nonce of {len(msg.nonce)} bytes")
+    if isinstance(msg, Here) and not (0 < msg.port < 65536 and msg.host):
+        raise DatagramError("undecodable", f"bad address {msg.host!r}:{msg.port}")
+    return msg
