@@ -209,7 +209,6 @@ def free_tcp_port() -> int:
 
 
 def test_the_seeds_way_four_cloudy_slaves_and_one_cloudy_master() -> None:
-    pytest.importorskip("cloudy.backend.simplelocalnet", reason="SimpleLocalnet not there yet")
     discovery = str(free_udp_port())
     env = dict(os.environ, CLOUDY_COOKIE=f"seeds-way-{discovery}")
     slaves: list[subprocess.Popen[str]] = []
