@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["MonitorRef", "NodeId", "ProcessId", "SendPort"]
+__all__ = ["MonitorRef", "NodeId", "ProcessId", "SendPort", "port_number"]
+
+
+def port_number(port: int | str) -> int:
+    """A TCP port given as an int or a string; raises `ValueError` if it is not 0-65535."""
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"port must be a number, not {port!r}") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port {number} is out of range 0-65535")
+    return number
 
 
 class NodeId(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.NodeId"):

@@ -51,7 +51,7 @@ from .errors import (
     RemoteCallError,
     SpawnError,
 )
-from .identity import MonitorRef, NodeId, ProcessId, SendPort
+from .identity import MonitorRef, NodeId, ProcessId, SendPort, port_number
 from .messages import (
     AnyDiedReason,
     DiedDisconnect,
@@ -284,14 +284,8 @@ class LocalNode:
         max_frame_size: int = DEFAULT_MAX_FRAME,
         logger: bool = True,
     ) -> None:
-        try:
-            port_number = int(port)
-        except ValueError:
-            raise ValueError(f"port must be a number, not {port!r}") from None
-        if not 0 <= port_number <= 65535:
-            raise ValueError(f"port {port_number} is out of range 0-65535")
         self.host = host
-        self.node_id = NodeId(host, port_number)
+        self.node_id = NodeId(host, port_number(port))
         self.remote_table = remote_table if remote_table is not None else default_remote_table
         self._cookie = resolve_cookie(cookie)
         self._ssl = ssl

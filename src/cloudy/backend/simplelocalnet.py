@@ -33,7 +33,7 @@ from typing import Any
 
 from ..closure import RemoteTable
 from ..errors import CloudyError
-from ..identity import NodeId, ProcessId
+from ..identity import NodeId, ProcessId, port_number
 from ..messages import NodeMonitorNotification, ProcessMonitorNotification, WhereIsReply
 from ..node import DEFAULT_CONNECT_TIMEOUT, LocalNode
 from ..process import (
@@ -136,17 +136,8 @@ def parse_peers(peers: Iterable[NodeId | str] | str | None) -> list[NodeId]:
     for item in items:
         if isinstance(item, NodeId):
             out.append(item)
-            continue
-        text = item.strip()
-        if not text:
-            continue
-        if text.startswith("nid://"):
-            out.append(NodeId.parse(text))
-            continue
-        host, sep, port = text.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"not a peer address (host:port): {text!r}")
-        out.append(NodeId(host.strip("[]"), int(port)))
+        elif item.strip():
+            out.append(NodeId.parse(item.strip()))
     return out
 
 
@@ -171,7 +162,7 @@ class Backend:
         **node_options: Any,
     ) -> None:
         self.host = host
-        self.port = _port_number(port)
+        self.port = port_number(port)
         self.remote_table = remote_table
         self.peers = parse_peers(os.environ.get("CLOUDY_PEERS") if peers is None else peers)
         self.multicast_group = multicast_group
@@ -296,16 +287,6 @@ class Backend:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-def _port_number(port: int | str) -> int:
-    try:
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"port must be a number, not {port!r}") from None
-    if not 0 <= number <= 65535:
-        raise ValueError(f"port {number} is out of range 0-65535")
-    return number
 
 
 def initialize_backend(
