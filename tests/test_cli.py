@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -176,6 +177,32 @@ def test_cloudy_local_prints_a_table_and_the_rate(local_run: tuple[list[str], st
     assert len(RESULT_LINE.findall(done.stdout)) == 2  # the slaves' own lines
     count = int(re.search(r"agree: <(\d+),", done.stdout).group(1))  # type: ignore[union-attr]
     assert f"<{count}, {expected_result(5, count).sum!r}>" in done.stdout
+
+
+def test_a_slave_that_fails_to_start_ends_cloudy_local_with_one_line_and_no_leftovers(
+    local_run: tuple[list[str], str], tmp_path: Path
+) -> None:
+    command, marker = local_run
+    # every `cloudy slave` started by this run exits at once, as one would with a broken install
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "if 'slave' in sys.argv and os.environ.get('BREAK_CLOUDY_SLAVES'):\n"
+        "    print('cannot start: broken on purpose', file=sys.stderr, flush=True)\n"
+        "    os._exit(1)\n"
+    )
+    env = dict(os.environ, BREAK_CLOUDY_SLAVES="1", PYTHONPATH=str(tmp_path))
+    done = subprocess.run(
+        [*command, "--slaves", "2", "--send-for", "0.3s", "--wait-for", "0.2s"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 1
+    assert "cannot start: broken on purpose" in done.stderr  # the slave's own words
+    assert "cloudy: a slave exited while starting (status 1)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert wait_until_gone(marker) == []
 
 
 def test_ctrl_c_on_cloudy_local_ends_every_slave(local_run: tuple[list[str], str]) -> None:
