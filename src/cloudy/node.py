@@ -197,7 +197,7 @@ class _Process:
 
     async def wait(self, timeout_at: float | None = None) -> bool:
         """Block until a message arrives (True) or *timeout_at* passes (False)."""
-        loop = asyncio.get_running_loop()
+        loop = self.node._loop or asyncio.get_running_loop()
         fut = loop.create_future()
         self.waiter = fut
         handle = None
