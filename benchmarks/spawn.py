@@ -14,15 +14,20 @@ import time
 
 from _common import loop_name, rss_bytes, run
 
-from cloudy import LocalNode, Message, ProcessId, expect, send, spawn_local
+from cloudy import LocalNode, Message, ProcessId, expect, get_self_pid, send, spawn_local
 
 
 class Stop(Message):
     pass
 
 
-async def idle() -> None:
+class Stopped(Message):
+    pass
+
+
+async def idle(parent: ProcessId) -> None:
     await expect(Stop)
+    send(parent, Stopped())
 
 
 async def measure(count: int) -> tuple[float, float, float]:
@@ -30,10 +35,10 @@ async def measure(count: int) -> tuple[float, float, float]:
         gc.collect()
         before = rss_bytes()
         start = time.perf_counter()
-        pids: list[ProcessId] = [spawn_local(idle) for _ in range(count)]
-        await asyncio.sleep(0)  # every process runs up to its expect
-        while any(node._procs[p.lid].waiter is None for p in pids[-10:]):
-            await asyncio.sleep(0)
+        me = get_self_pid()
+        pids: list[ProcessId] = [spawn_local(idle, me) for _ in range(count)]
+        await asyncio.sleep(0)  # every process runs (in spawn order) up to its expect
+        assert node._procs[pids[-1].lid].waiter is not None, "not all waiting yet"
         spawned = time.perf_counter() - start
         gc.collect()
         per_process = (rss_bytes() - before) / count
@@ -41,8 +46,8 @@ async def measure(count: int) -> tuple[float, float, float]:
         stop = Stop()
         for pid in pids:
             send(pid, stop)
-        while len(node._procs) > 2:  # this one and the logger
-            await asyncio.sleep(0.001)
+        for _ in range(count):
+            await expect(Stopped)
         ended = time.perf_counter() - start
         return count / spawned, per_process, count / ended
 
