@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -30,6 +35,28 @@ def rss_bytes() -> int:
     """This process's resident set size now."""
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
-    import os
-
     return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def start_child(script: str, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Run ``python script args...`` and wait for its first stdout line ("ready ...")."""
+    child = subprocess.Popen(
+        [sys.executable, script, *args], stdout=subprocess.PIPE, text=True, cwd=HERE
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline().strip()
+    if not line.startswith("ready"):
+        stop_child(child)
+        raise RuntimeError(f"{script} {' '.join(args)} did not start: {line!r}")
+    return child, line.partition(" ")[2]
+
+
+def stop_child(child: subprocess.Popen[str]) -> None:
+    """End *child* by its PID: SIGTERM, then SIGKILL."""
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

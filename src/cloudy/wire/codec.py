@@ -22,6 +22,7 @@ marker that the node drops with a log line naming the peer and the cause.
 
 from __future__ import annotations
 
+import logging
 import typing
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -30,6 +31,8 @@ import msgspec
 
 from ..errors import EncodeError
 from ..identity import MonitorRef, NodeId, ProcessId, SendPort
+
+log = logging.getLogger("cloudy.codec")
 
 __all__ = [
     "EXT_STRUCT",
@@ -221,10 +224,27 @@ def _decoder_for_structs() -> msgspec.msgpack.Decoder[Any]:
     global _struct_decoder, _struct_decoder_generation
     if _struct_decoder is None or _struct_decoder_generation != _generation:
         types = tuple(_registry.values())
-        union = typing.Union[types]  # type: ignore[valid-type]  # noqa: UP007
-        _struct_decoder = msgspec.msgpack.Decoder(union, ext_hook=ext_hook)
+        try:
+            _struct_decoder = _union_decoder(types)
+        except Exception:  # a type msgspec cannot use: leave it out, keep the others
+            usable = tuple(t for t in types if _usable(t))
+            _struct_decoder = _union_decoder(usable)
         _struct_decoder_generation = _generation
     return _struct_decoder
+
+
+def _union_decoder(types: tuple[type, ...]) -> msgspec.msgpack.Decoder[Any]:
+    union = typing.Union[types]  # type: ignore[valid-type]  # noqa: UP007
+    return msgspec.msgpack.Decoder(union, ext_hook=ext_hook)
+
+
+def _usable(t: type) -> bool:
+    try:
+        msgspec.msgpack.Decoder(t)
+    except Exception as e:
+        log.error("message type %s cannot be decoded and is left out: %r", t.__qualname__, e)
+        return False
+    return True
 
 
 def ext_hook(code: int, data: memoryview) -> Any:
@@ -239,6 +259,8 @@ def ext_hook(code: int, data: memoryview) -> Any:
         return Undecodable(f"unknown or malformed message: {e}")
     except msgspec.DecodeError as e:
         return Undecodable(f"undecodable bytes: {e}")
+    except Exception as e:  # never let one message take the connection down
+        return Undecodable(f"cannot decode: {e!r}")
 
 
 _any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ext_hook=ext_hook)
