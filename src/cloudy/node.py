@@ -66,7 +66,8 @@ from .messages import (
 )
 from .transport.tcp import Connection, ConnState, SSLConfig, Transport
 from .wire import protocol as P
-from .wire.codec import Undecodable, to_wire
+from .wire.codec import Undecodable, find_undecodable, to_wire
+from .wire.codec import counter as codec_counter
 from .wire.framing import DEFAULT_MAX_FRAME
 
 __all__ = ["LocalNode", "ProcessState", "current_process"]
@@ -798,6 +799,7 @@ class LocalNode:
     def frames_received(self, conn: Connection, bodies: list[bytes]) -> None:
         procs = self._procs
         for body in bodies:
+            seen = codec_counter.undecodable
             try:
                 items = P.decode_items(body)
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
@@ -806,6 +808,9 @@ class LocalNode:
                 )
                 conn.close(f"undecodable frame: {e}")
                 return
+            if codec_counter.undecodable != seen:
+                # something in this frame could not be rebuilt: drop just those messages
+                items = self._without_undecodable(conn, items)
             for item in items:
                 if type(item) is P.Send:
                     proc = procs.get(item.lid)
@@ -817,6 +822,19 @@ class LocalNode:
                             proc.deliver(payload)
                 else:
                     self._control(conn, item)
+
+    def _without_undecodable(self, conn: Connection, items: list[P.Item]) -> list[P.Item]:
+        kept = []
+        for item in items:
+            # messages for processes are dropped; the controller's own requests
+            # (spawn arguments, replies) carry their errors back to the caller
+            is_message = type(item) in (P.Send, P.NSend, P.ChanSend)
+            bad = find_undecodable(item) if is_message else None
+            if bad is None:
+                kept.append(item)
+            else:
+                self._drop(conn, bad)
+        return kept
 
     def _drop(self, conn: Connection, what: Undecodable) -> None:
         log.warning("dropped a message from %s: %s", conn.remote_node, what.cause)

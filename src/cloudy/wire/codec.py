@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import typing
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import msgspec
 
@@ -247,8 +247,45 @@ def _usable(t: type) -> bool:
     return True
 
 
+class _Counter:
+    """How many `Undecodable` stand-ins `ext_hook` has made: read it before and after a
+    decode to learn, at no cost per message, whether something inside failed."""
+
+    undecodable = 0
+
+
+counter = _Counter()
+
+
+def find_undecodable(value: Any) -> Undecodable | None:
+    """The first `Undecodable` anywhere inside *value*, or None (walks containers)."""
+    t = type(value)
+    if t is Undecodable:
+        return cast(Undecodable, value)
+    if t is list or t is tuple:
+        items: Any = value
+    elif t is dict:
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, msgspec.Struct):
+        items = [getattr(value, f) for f in value.__struct_fields__]
+    else:
+        return None
+    for item in items:
+        found = find_undecodable(item)
+        if found is not None:
+            return found
+    return None
+
+
 def ext_hook(code: int, data: memoryview) -> Any:
     """Rebuild a tuple or a registered Struct; never raises (see `Undecodable`)."""
+    result = _ext_hook(code, data)
+    if type(result) is Undecodable:
+        counter.undecodable += 1
+    return result
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
     try:
         if code == EXT_STRUCT:
             return _decoder_for_structs().decode(data)
