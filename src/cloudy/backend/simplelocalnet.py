@@ -259,6 +259,7 @@ class Backend:
             if peer not in checks:
                 checks[peer] = asyncio.ensure_future(_reachable(node, peer, deadline))
 
+        found(node.node_id)  # this node answers too, multicast or not
         for peer in self.peers:
             found(peer)
         try:
