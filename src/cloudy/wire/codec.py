@@ -56,6 +56,8 @@ _registry: dict[str, type[msgspec.Struct]] = {}
 # classes whose fields must be walked before encoding, with the walk per field
 _walkers: dict[type[msgspec.Struct], tuple[tuple[str, Callable[[Any], Any]], ...]] = {}
 _generation = 0
+# Registered Struct types with nothing to walk: `to_wire` encodes them straight away.
+_flat_structs: set[type] = set()
 
 
 class Undecodable(msgspec.Struct, frozen=True):
@@ -108,6 +110,7 @@ def register_type(cls: type[msgspec.Struct]) -> None:
     _registry[tag] = cls
     _walkers.pop(cls, None)
     _generation += 1
+    _flat_structs.clear()
 
 
 def registered_types() -> dict[str, type[msgspec.Struct]]:
@@ -188,6 +191,8 @@ def to_wire(v: Any) -> Any:
     Raises `EncodeError` for values that are neither plain data nor registered types.
     """
     t = type(v)
+    if t in _flat_structs:  # the hot path: a registered message with no Any fields
+        return msgspec.msgpack.Ext(EXT_STRUCT, _encode(v))
     if t in _SCALARS:
         return v
     if t is list:
@@ -200,6 +205,8 @@ def to_wire(v: Any) -> Any:
         tag = t.__struct_config__.tag
         if not isinstance(tag, str) or _registry.get(tag) is not t:
             raise EncodeError(f"{t.__qualname__} is not a registered message type")
+        if not _walkers_for(t):
+            _flat_structs.add(t)
         return msgspec.msgpack.Ext(EXT_STRUCT, _encode(_prepare(v)))
     raise EncodeError(
         f"cannot send a {t.__qualname__}: only plain data and Message subclasses cross the wire"
@@ -279,25 +286,23 @@ def find_undecodable(value: Any) -> Undecodable | None:
 
 def ext_hook(code: int, data: memoryview) -> Any:
     """Rebuild a tuple or a registered Struct; never raises (see `Undecodable`)."""
-    result = _ext_hook(code, data)
-    if type(result) is Undecodable:
-        counter.undecodable += 1
-    return result
-
-
-def _ext_hook(code: int, data: memoryview) -> Any:
     try:
         if code == EXT_STRUCT:
-            return _decoder_for_structs().decode(data)
+            decoder = _struct_decoder
+            if decoder is None or _struct_decoder_generation != _generation:
+                decoder = _decoder_for_structs()
+            return decoder.decode(data)
         if code == EXT_TUPLE:
             return tuple(_any_decoder.decode(data))
-        return Undecodable(f"unknown extension {code}")
+        error = f"unknown extension {code}"
     except msgspec.ValidationError as e:
-        return Undecodable(f"unknown or malformed message: {e}")
+        error = f"unknown or malformed message: {e}"
     except msgspec.DecodeError as e:
-        return Undecodable(f"undecodable bytes: {e}")
+        error = f"undecodable bytes: {e}"
     except Exception as e:  # never let one message take the connection down
-        return Undecodable(f"cannot decode: {e!r}")
+        error = f"cannot decode: {e!r}"
+    counter.undecodable += 1
+    return Undecodable(error)
 
 
 _any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ext_hook=ext_hook)
