@@ -244,7 +244,7 @@ def current_process() -> _Process:
 class _Peer:
     """What we know of one other node: its sending connection and what waits on it."""
 
-    __slots__ = ("conns", "dialling", "node", "out", "scheduled", "sender")
+    __slots__ = ("conns", "dialling", "node", "out", "scheduled", "sender", "wrote")
 
     def __init__(self, node: NodeId) -> None:
         self.node = node
@@ -253,6 +253,7 @@ class _Peer:
         self.dialling: asyncio.Task[None] | None = None
         self.out: list[P.Item] = []
         self.scheduled = False
+        self.wrote = False  # wrote an item at once this turn: the rest wait for _flush
 
     def __repr__(self) -> str:
         state = "up" if self.sender else ("dialling" if self.dialling else "down")
@@ -300,6 +301,7 @@ class LocalNode:
         self._refs = itertools.count(1)
         self._peers: dict[NodeId, _Peer] = {}
         self._dirty: list[_Peer] = []
+        self._wrote: list[_Peer] = []
         self._flush_scheduled = False
         # monitors/links held by local processes on remote ones, per remote node
         self._remote_refs: dict[NodeId, dict[MonitorRef, tuple[ProcessId, ProcessId, bool]]] = {}
@@ -702,6 +704,16 @@ class LocalNode:
 
     def _enqueue(self, node: NodeId, item: P.Item) -> None:
         peer = self._peers.get(node) or self._peer(node)
+        if not peer.scheduled and not peer.wrote and peer.sender is not None:
+            # the first item of a turn leaves at once: a lone request or reply pays no
+            # extra turn of the event loop; whatever follows it in this turn is batched
+            peer.sender.write_body(P.encode_items([item]))
+            peer.wrote = True
+            self._wrote.append(peer)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
+            return
         peer.out.append(item)
         if not peer.scheduled:
             peer.scheduled = True
@@ -715,6 +727,10 @@ class LocalNode:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._wrote:
+            for peer in self._wrote:
+                peer.wrote = False
+            self._wrote = []
         dirty, self._dirty = self._dirty, []
         for peer in dirty:
             peer.scheduled = False
