@@ -70,6 +70,8 @@ async def ring_slave() -> None:
     left = (me - 1) % n
     seed = setup.seed
     others = [p for i, p in enumerate(peers) if i != me]
+    # the right neighbour first: it is the one that reacts, so it sets the ring's pace
+    broadcast_order = [peers[(me + k) % n] for k in range(1, n + 1)]
     monitor(master)
     say(f"ring position {me} of {n} ready")
     send(master, Ready(me, get_self_node()))
@@ -173,7 +175,7 @@ async def ring_slave() -> None:
         if forward and phase is SEND:
             out = Msg(forward, m(seed, forward), me, generated, list(recv_upto), my_approved)
             generated = forward
-            for pid in peers:
+            for pid in broadcast_order:
                 deliver(pid, out)
             sent_state = (tuple(recv_upto), my_approved)
         elif phase >= GRACE and others:

@@ -58,6 +58,8 @@ _walkers: dict[type[msgspec.Struct], tuple[tuple[str, Callable[[Any], Any]], ...
 _generation = 0
 # Registered Struct types with nothing to walk: `to_wire` encodes them straight away.
 _flat_structs: set[type] = set()
+_last_sent: Any = None
+_last_ext: Any = None
 
 
 class Undecodable(msgspec.Struct, frozen=True):
@@ -190,9 +192,13 @@ def to_wire(v: Any) -> Any:
 
     Raises `EncodeError` for values that are neither plain data nor registered types.
     """
+    global _last_sent, _last_ext
     t = type(v)
     if t in _flat_structs:  # the hot path: a registered message with no Any fields
-        return msgspec.msgpack.Ext(EXT_STRUCT, _encode(v))
+        if v is not _last_sent:  # a broadcast encodes its (immutable) message once
+            _last_ext = msgspec.msgpack.Ext(EXT_STRUCT, _encode(v))
+            _last_sent = v
+        return _last_ext
     if t in _SCALARS:
         return v
     if t is list:
@@ -205,7 +211,7 @@ def to_wire(v: Any) -> Any:
         tag = t.__struct_config__.tag
         if not isinstance(tag, str) or _registry.get(tag) is not t:
             raise EncodeError(f"{t.__qualname__} is not a registered message type")
-        if not _walkers_for(t):
+        if not _walkers_for(t) and t.__struct_config__.frozen:
             _flat_structs.add(t)
         return msgspec.msgpack.Ext(EXT_STRUCT, _encode(_prepare(v)))
     raise EncodeError(
