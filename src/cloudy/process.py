@@ -100,7 +100,11 @@ def send(pid: ProcessId, msg: Any) -> None:
     if pid.node is node.node_id:  # a pid made here: the hot path, one dict lookup
         target = node._procs.get(pid.lid)
         if target is not None:
-            target.deliver(msg)
+            mb = target.mailbox
+            if mb is not None and target.waiter is None:
+                mb.append(msg)  # nobody to wake: just queue it
+            else:
+                target.deliver(msg)
         return
     node.send(pid, msg)
 
@@ -252,7 +256,8 @@ async def expect(tp: type[T]) -> T:
         mb = proc.mailbox
         if mb:
             if i == 0 and isinstance(mb[0], tp):
-                return cast(T, mb.popleft())
+                first: T = mb.popleft()
+                return first
             n = len(mb)
             while i < n:
                 msg = mb[i]
