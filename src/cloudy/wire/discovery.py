@@ -67,7 +67,9 @@ class DatagramError(Exception):
 
 def discovery_key(cookie: bytes) -> bytes:
     """The HMAC key for datagrams: derived from the cookie, distinct from the handshake's."""
-    return hmac.digest(cookie, b"cloudy discovery v1", hashlib.sha256)
+    # hashed first, as the handshake does: HMAC would take b"k" and b"k\0" as one key
+    secret = hashlib.sha256(b"cloudy-cookie|" + cookie).digest()
+    return hmac.digest(secret, b"cloudy discovery v1", hashlib.sha256)
 
 
 def encode(key: bytes, msg: Who | Here) -> bytes:

@@ -88,7 +88,9 @@ class Handshake:
     def __init__(
         self, *, cookie: bytes, node: NodeId, initiator: bool, nonce: bytes | None = None
     ) -> None:
-        self._cookie = cookie
+        # Hashed first: HMAC pads short keys with zeros, so b"k" and b"k\0" would
+        # otherwise be the same cookie.
+        self._cookie = hashlib.sha256(b"cloudy-cookie|" + cookie).digest()
         self._node = node
         self._initiator = initiator
         self._nonce = nonce if nonce is not None else os.urandom(_NONCE_BYTES)
