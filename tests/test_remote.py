@@ -27,10 +27,12 @@ from cloudy import (
     ProcessLinkException,
     ProcessMonitorNotification,
     RemoteCallError,
+    RemoteTable,
     SendPort,
     WhereIsReply,
     call,
     closure,
+    exit,
     expect,
     expect_timeout,
     get_self_node,
@@ -331,3 +333,38 @@ async def test_sending_after_a_lost_connection_opens_a_new_one() -> None:
                     return result
 
                 assert await asyncio.wait_for(node.run_process(after), 30) == 4
+
+
+async def test_exit_raises_in_a_remote_process_which_ends_unless_it_catches(
+    peer: NodeProcess,
+) -> None:
+    async def main() -> Any:
+        pid = await spawn(peer.node_id, closure(rf.waiter))
+        monitor(pid)
+        exit(pid, "please stop")
+        return (await expect(ProcessMonitorNotification)).reason
+
+    reason = await run(main)
+    assert isinstance(reason, DiedException)
+    assert "please stop" in reason.message
+
+
+async def test_a_node_with_an_explicit_table_runs_only_what_is_in_it() -> None:
+    table = RemoteTable()
+    table.register(rf.add)
+    async with (
+        LocalNode("127.0.0.1", 0, remote_table=table, cookie=COOKIE) as server,
+        LocalNode("127.0.0.1", 0, cookie=COOKIE) as client,
+    ):
+
+        async def main() -> tuple[int, str]:
+            result: int = await call(server.node_id, closure(rf.add, 1, 2))
+            try:
+                await call(server.node_id, closure(rf.fail, "never runs"))
+            except CloudyError as e:
+                return result, str(e)
+            return result, "ran"
+
+        result, error = await asyncio.wait_for(client.run_process(main), 20)
+    assert result == 3
+    assert "remote_funcs.fail' is not in the remote table" in error
