@@ -43,6 +43,17 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
             proc.wait()
 
 
+def cloudy_slave(port: int, discovery: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`cloudy slave 127.0.0.1 PORT` with its own discovery port (the caller ends it)."""
+    return subprocess.Popen(
+        [*CLOUDY, "slave", "127.0.0.1", str(port), "--discovery-port", discovery],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 def wait_listening(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -260,15 +271,7 @@ def test_twenty_slaves_are_all_found_by_one_find_slaves_and_all_terminated() -> 
     ports = [free_port() for _ in range(20)]
     with processes() as started:
         for port in ports:
-            started.append(
-                subprocess.Popen(
-                    [*CLOUDY, "slave", "127.0.0.1", str(port), "--discovery-port", discovery],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    text=True,
-                )
-            )
+            started.append(cloudy_slave(port, discovery, env))
         for port in ports:
             wait_listening(port, timeout=60)
 
@@ -343,15 +346,7 @@ def test_cloudy_peers_lists_a_running_slave() -> None:
     env = dict(os.environ, CLOUDY_COOKIE=unique_cookie("peers"))
     port = free_port()
     with processes() as started:
-        started.append(
-            subprocess.Popen(
-                [*CLOUDY, "slave", "127.0.0.1", str(port), "--discovery-port", discovery],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-        )
+        started.append(cloudy_slave(port, discovery, env))
         wait_listening(port)
         done = subprocess.run(
             [*CLOUDY, "peers", "127.0.0.1", "--discovery-port", discovery],
