@@ -357,3 +357,18 @@ def test_cloudy_peers_lists_a_running_slave() -> None:
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == [f"nid://127.0.0.1:{port}:0"]
+
+
+async def test_an_ipv6_only_node_finds_its_static_peers_without_multicast() -> None:
+    cookie = unique_cookie("v6")
+    try:
+        server = sl.initialize_backend("::1", 0, cookie=cookie, discovery=False)
+        await server.new_local_node()
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    try:
+        asker = sl.initialize_backend("::1", 0, cookie=cookie, peers=[server.node.node_id])
+        async with asker:
+            assert set(await asker.find_peers(0.2)) == {asker.node.node_id, server.node.node_id}
+    finally:
+        await server.close()

@@ -176,7 +176,16 @@ class Backend:
         self._want_discovery = discovery
         self.discovery_error: str | None = None
         # What the discovery daemon would use, checked now so that errors come early.
-        self.interface = interface_address(host) if discovery else None
+        self.interface: str | None = None
+        if discovery:
+            try:
+                self.interface = interface_address(host)
+            except OSError as e:
+                if not self.peers:
+                    raise
+                # an IPv6-only host, say: the static peers will do
+                log.warning("no multicast discovery: %s; asking the peers only", e)
+                self._want_discovery = False
 
     def __repr__(self) -> str:
         return f"<Backend {self.host}:{self.port} discovery={self.describe_discovery()}>"
