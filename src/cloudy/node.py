@@ -704,7 +704,7 @@ class LocalNode:
 
     def _enqueue(self, node: NodeId, item: P.Item) -> None:
         peer = self._peers.get(node) or self._peer(node)
-        if not peer.scheduled and not peer.wrote and peer.sender is not None:
+        if not (peer.scheduled or peer.wrote or peer.out) and peer.sender is not None:
             # the first item of a turn leaves at once: a lone request or reply pays no
             # extra turn of the event loop; whatever follows it in this turn is batched
             peer.sender.write_body(P.encode_items([item]))
