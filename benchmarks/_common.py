@@ -6,7 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -60,3 +60,13 @@ def stop_child(child: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+async def serve_node(cookie: str, name: str, fn: Callable[[], Awaitable[None]]) -> None:
+    """A child's node: *fn* runs as a process registered as *name*; prints "ready PORT"."""
+    from cloudy import LocalNode
+
+    async with LocalNode("127.0.0.1", 0, cookie=cookie, logger=False) as node:
+        node.register(name, node.fork_process(fn))
+        print("ready", node.node_id.port, flush=True)
+        await asyncio.Event().wait()

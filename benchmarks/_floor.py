@@ -53,3 +53,10 @@ def encoder() -> msgspec.msgpack.Encoder:
 
 def decoder(tp: Any) -> msgspec.msgpack.Decoder[Any]:
     return msgspec.msgpack.Decoder(tp)
+
+
+async def serve(proto: FrameProtocol) -> None:
+    """A child's bare server: one connection handled by *proto*; prints "ready PORT"."""
+    server = await asyncio.get_running_loop().create_server(lambda: proto, "127.0.0.1", 0)
+    print("ready", server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()

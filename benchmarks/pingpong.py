@@ -12,8 +12,8 @@ import asyncio
 import statistics
 import time
 
-from _common import loop_name, run, start_child, stop_child
-from _floor import FrameProtocol
+from _common import loop_name, run, serve_node, start_child, stop_child
+from _floor import FrameProtocol, serve
 
 from cloudy import (
     LocalNode,
@@ -46,18 +46,12 @@ async def ponger() -> None:
 
 
 async def serve_cloudy() -> None:
-    async with LocalNode("127.0.0.1", 0, cookie=COOKIE, logger=False) as node:
-        node.register("pong", node.fork_process(ponger))
-        print("ready", node.node_id.port, flush=True)
-        await asyncio.Event().wait()
+    await serve_node(COOKIE, "pong", ponger)
 
 
 async def serve_floor() -> None:
-    loop = asyncio.get_running_loop()
     proto = FrameProtocol(lambda bodies: proto.write_bodies(bodies))
-    server = await loop.create_server(lambda: proto, "127.0.0.1", 0)
-    print("ready", server.sockets[0].getsockname()[1], flush=True)
-    await asyncio.Event().wait()
+    await serve(proto)
 
 
 async def both(cloudy_port: int, floor_port: int, count: int) -> tuple[list[float], list[float]]:

@@ -14,8 +14,8 @@ import sys
 import time
 
 import msgspec
-from _common import loop_name, run, start_child, stop_child
-from _floor import FrameProtocol, decoder, encoder
+from _common import loop_name, run, serve_node, start_child, stop_child
+from _floor import FrameProtocol, decoder, encoder, serve
 
 from cloudy import (
     LocalNode,
@@ -65,14 +65,10 @@ async def sink() -> None:
 
 
 async def serve_cloudy() -> None:
-    async with LocalNode("127.0.0.1", 0, cookie=COOKIE, logger=False) as node:
-        node.register("sink", node.fork_process(sink))
-        print("ready", node.node_id.port, flush=True)
-        await asyncio.Event().wait()
+    await serve_node(COOKIE, "sink", sink)
 
 
 async def serve_floor() -> None:
-    loop = asyncio.get_running_loop()
     dec = decoder(Plain)
     state = {"want": -1, "seen": 0}
 
@@ -87,9 +83,7 @@ async def serve_floor() -> None:
             proto.write_bodies([str(state["seen"]).encode()])
 
     proto = FrameProtocol(on_bodies)
-    server = await loop.create_server(lambda: proto, "127.0.0.1", 0)
-    print("ready", server.sockets[0].getsockname()[1], flush=True)
-    await asyncio.Event().wait()
+    await serve(proto)
 
 
 # --- the parent ------------------------------------------------------------------------
