@@ -129,11 +129,12 @@ class Connection(asyncio.Protocol):
     def _handshake(self, bodies: list[bytes]) -> list[bytes]:
         for i, body in enumerate(bodies):
             out = self._hs.receive(body)
+            if out.error is not None:  # logged before the peer can learn of it
+                who = "refused by" if out.refused_by_peer else "refusing"
+                log.warning("%s %s (%s): %s", who, self.peer_address, self.dialled or "", out.error)
             if out.data and self._tr is not None:
                 self._tr.write(out.data)
             if out.error is not None:
-                who = "refused by" if out.refused_by_peer else "refusing"
-                log.warning("%s %s (%s): %s", who, self.peer_address, self.dialled or "", out.error)
                 self.close(out.error, refused=out.refused_by_peer)
                 return []
             if self._hs.state is HandshakeState.DONE:
