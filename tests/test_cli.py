@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,14 +214,23 @@ def test_ctrl_c_on_cloudy_local_ends_every_slave(local_run: tuple[list[str], str
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
+    under_way = threading.Event()
+    lines: list[str] = []
+
+    def drain() -> None:  # read all of stderr, so that a full pipe never blocks the run
         assert run.stderr is not None
-        for line in run.stderr:  # wait until the run is under way
+        for line in run.stderr:
+            lines.append(line)
             if "SEND" in line:
-                break
+                under_way.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        assert under_way.wait(timeout=60), "".join(lines)
         assert len(processes_mentioning(f"--discovery-port {marker}")) == 3
         run.send_signal(signal.SIGINT)
-        assert run.wait(timeout=30) != 0
+        assert run.wait(timeout=30) != 0, "".join(lines)
         assert wait_until_gone(marker) == []
     finally:
         if run.poll() is None:

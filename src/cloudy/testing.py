@@ -74,6 +74,15 @@ class NodeProcess:
         """What the node wrote on stderr so far."""
         return self._log.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """The log once it holds *text* (the node may still be catching up); else raise."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the log of {self.node_id}:\n{log}")
+            time.sleep(0.02)
+        return log
+
     def __enter__(self) -> NodeProcess:
         env = dict(os.environ if self.env is None else self.env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), *sys.path]))
