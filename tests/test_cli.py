@@ -213,6 +213,9 @@ def test_ctrl_c_on_cloudy_local_ends_every_slave(local_run: tuple[list[str], str
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a test run started in the background inherits SIGINT
+        # ignored, and the child would then ignore our Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     under_way = threading.Event()
     lines: list[str] = []
