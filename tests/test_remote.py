@@ -368,3 +368,29 @@ async def test_a_node_with_an_explicit_table_runs_only_what_is_in_it() -> None:
         result, error = await asyncio.wait_for(client.run_process(main), 20)
     assert result == 3
     assert "remote_funcs.fail' is not in the remote table" in error
+
+
+async def test_a_burst_larger_than_the_frame_limit_is_split_and_a_huge_message_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limit = 64 * 1024
+    async with (
+        LocalNode("127.0.0.1", 0, cookie=COOKIE, max_frame_size=limit) as a,
+        LocalNode("127.0.0.1", 0, cookie=COOKIE, max_frame_size=limit) as b,
+    ):
+
+        async def main() -> tuple[list[int], Any]:
+            echo = await spawn(b.node_id, closure(rf.echo_server))
+            me = get_self_pid()
+            monitor(echo)
+            send(echo, rf.Echo(me, "x" * (2 * limit)))  # too big for any frame
+            for i in range(100):  # ~1 MB in one loop turn: many frames
+                send(echo, rf.Echo(me, (i, "y" * 10_000)))
+            got = [(await expect(tuple))[0] for _ in range(100)]
+            lost = await expect_timeout(0.2, ProcessMonitorNotification)
+            return got, lost
+
+        got, lost = await asyncio.wait_for(a.run_process(main), 30)
+    assert got == list(range(100))
+    assert lost is None  # the connection stayed up
+    assert any("over the frame limit" in r.getMessage() for r in caplog.records)

@@ -707,7 +707,7 @@ class LocalNode:
         if not (peer.scheduled or peer.wrote or peer.out) and peer.sender is not None:
             # the first item of a turn leaves at once: a lone request or reply pays no
             # extra turn of the event loop; whatever follows it in this turn is batched
-            peer.sender.write_body(P.encode_items([item]))
+            self._write(peer.sender, [item])
             peer.wrote = True
             self._wrote.append(peer)
             if not self._flush_scheduled:
@@ -739,7 +739,25 @@ class LocalNode:
                 continue  # still dialling: the items wait
             out, peer.out = peer.out, []
             for i in range(0, len(out), MAX_BATCH):
-                conn.write_body(P.encode_items(out[i : i + MAX_BATCH]))
+                self._write(conn, out[i : i + MAX_BATCH])
+
+    def _write(self, conn: Connection, items: list[P.Item]) -> None:
+        """Write *items* as one frame, or several if one would exceed the frame limit."""
+        body = P.encode_items(items)
+        if len(body) <= self._max_frame_size:
+            conn.write_body(body)
+        elif len(items) > 1:
+            half = len(items) // 2
+            self._write(conn, items[:half])
+            self._write(conn, items[half:])
+        else:  # the peer would close the connection on it, losing everything in flight
+            log.error(
+                "dropped a %s of %d bytes for %s: over the frame limit of %d bytes",
+                type(items[0]).__name__,
+                len(body),
+                conn.remote_node,
+                self._max_frame_size,
+            )
 
     def _dial(self, peer: _Peer) -> None:
         peer.dialling = self._own(self._dial_task(peer), f"dial {peer.node}")
