@@ -256,6 +256,32 @@ def test_peers_come_from_cloudy_peers_and_bad_ones_are_named(
         sl.parse_peers("127.0.0.1:1,nonsense")
 
 
+async def test_peers_in_cloudy_peers_are_asked_and_the_dead_left_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cookie = unique_cookie("env-peers")
+    down = NodeId("127.0.0.1", free_port())
+    async with backends(2, 9, cookie, discovery=False) as up:
+        listed = ",".join(f"{b.node.node_id}" for b in up) + f",127.0.0.1:{down.port}"
+        monkeypatch.setenv("CLOUDY_PEERS", listed)
+        async with sl.initialize_backend(
+            "127.0.0.1", 0, cookie=cookie, discovery=False, connect_timeout=1.0
+        ) as asker:
+            peers = await asker.find_peers(0.3)
+            assert set(peers) == {asker.node.node_id, *(b.node.node_id for b in up)}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["nonsense", "host:", ":8080", "host:80x", "host:70000", "host:0", "nid://host:1:5"],
+)
+def test_a_peer_that_is_not_host_and_port_is_named_in_the_error(bad: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+        sl.parse_peers(f"127.0.0.1:8080,{bad}")
+    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+        sl.initialize_backend("127.0.0.1", 0, discovery=False, peers=[bad])
+
+
 def test_a_host_that_does_not_resolve_is_a_clear_error() -> None:
     with pytest.raises(OSError, match=r"cannot resolve 'no-such-host\.invalid'"):
         sl.initialize_backend("no-such-host.invalid", 0)
