@@ -90,6 +90,10 @@ async def test_a_wrong_cookie_is_refused_and_logged_on_both_sides(
     assert str(peer.node_id) in str(info.value)
     assert "cookie" in str(info.value)
     assert any("127.0.0.1:" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    for _ in range(250):  # the peer may see the mismatch just after we do: wait 5 s for it
+        if "refusing 127.0.0.1:" in peer.log():
+            break
+        await asyncio.sleep(0.02)
     assert "refusing 127.0.0.1:" in peer.log()
     assert "does not share our cookie" in peer.log()
     assert await call_add(peer.node_id) == 5  # the node goes on serving others
