@@ -323,6 +323,24 @@ def test_twenty_slaves_are_all_found_by_one_find_slaves_and_all_terminated() -> 
             assert slave.wait(timeout=10) == 0
 
 
+async def test_a_master_that_finds_no_slave_says_what_to_check(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    backend = sl.initialize_backend(
+        "127.0.0.1", 0, multicast_port=port, cookie=unique_cookie("alone")
+    )
+
+    async def proc(slaves: list[NodeId]) -> list[NodeId]:
+        return slaves
+
+    assert await sl.run_master(backend, proc) == []
+    err = capsys.readouterr().err
+    assert f"not enough slaves found with multicast {DEFAULT_GROUP}:{port} via 127.0.0.1" in err
+    for check in ("same cookie", "firewall", "loopback address", "cloudy doctor 127.0.0.1"):
+        assert check in err
+
+
 # --- tools ------------------------------------------------------------------------------
 
 
