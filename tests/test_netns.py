@@ -156,6 +156,51 @@ def test_the_minimal_example_across_hosts(network: Network) -> None:
         assert slave.returncode == 0
 
 
+FIND_FROM_BOTH_ADDRESSES = """
+import asyncio, json, sys
+from cloudy.backend.simplelocalnet import initialize_backend
+
+async def main():
+    backends = [initialize_backend(h, 0, multicast_port=7999) for h in ("127.0.0.1", sys.argv[1])]
+    try:
+        for backend in backends:
+            await backend.new_local_node()
+        found = {
+            b.host: [str(b.node.node_id), *map(str, await b.find_peers(0.5))] for b in backends
+        }
+    finally:
+        for backend in backends:
+            await backend.close()
+    print(json.dumps(found))
+
+asyncio.run(main())
+"""
+
+
+def test_a_node_on_loopback_and_one_on_the_lan_address_of_one_host_stay_apart(
+    network: Network,
+) -> None:
+    env = environment("netns-apart")
+    (_, here), (_, there) = network.hosts[:2]
+    slave = network.run(
+        1,
+        *(sys.executable, "-m", "cloudy.cli", "slave", there, "7000"),
+        *("--discovery-port", "7999"),
+        env=env,
+    )
+    network.wait_listening(0, there, 7000)
+    # both nodes run at once in one host, so each could hear the other's requests
+    finder = network.run(0, sys.executable, "-c", FIND_FROM_BOTH_ADDRESSES, here, env=env)
+    out, err = finder.communicate(timeout=30)
+    assert finder.returncode == 0, err
+    found = json.loads(out)
+    loopback_node, *loopback_found = found["127.0.0.1"]
+    lan_node, *lan_found = found[here]
+    assert loopback_found == [loopback_node]  # nothing from the LAN answers over loopback
+    assert sorted(lan_found) == sorted([lan_node, f"nid://{there}:7000:0"])
+    assert slave.poll() is None
+
+
 def test_doctor_inside_a_host_sees_multicast_and_no_loopback_warning(network: Network) -> None:
     env = environment("netns-doctor")
     doctor = network.run(

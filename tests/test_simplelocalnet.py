@@ -256,6 +256,32 @@ def test_peers_come_from_cloudy_peers_and_bad_ones_are_named(
         sl.parse_peers("127.0.0.1:1,nonsense")
 
 
+async def test_peers_in_cloudy_peers_are_asked_and_the_dead_left_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cookie = unique_cookie("env-peers")
+    down = NodeId("127.0.0.1", free_port())
+    async with backends(2, 9, cookie, discovery=False) as up:
+        listed = ",".join(f"{b.node.node_id}" for b in up) + f",127.0.0.1:{down.port}"
+        monkeypatch.setenv("CLOUDY_PEERS", listed)
+        async with sl.initialize_backend(
+            "127.0.0.1", 0, cookie=cookie, discovery=False, connect_timeout=1.0
+        ) as asker:
+            peers = await asker.find_peers(0.3)
+            assert set(peers) == {asker.node.node_id, *(b.node.node_id for b in up)}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["nonsense", "host:", ":8080", "host:80x", "host:70000", "host:0", "nid://host:1:5"],
+)
+def test_a_peer_that_is_not_host_and_port_is_named_in_the_error(bad: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+        sl.parse_peers(f"127.0.0.1:8080,{bad}")
+    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+        sl.initialize_backend("127.0.0.1", 0, discovery=False, peers=[bad])
+
+
 def test_a_host_that_does_not_resolve_is_a_clear_error() -> None:
     with pytest.raises(OSError, match=r"cannot resolve 'no-such-host\.invalid'"):
         sl.initialize_backend("no-such-host.invalid", 0)
@@ -295,6 +321,24 @@ def test_twenty_slaves_are_all_found_by_one_find_slaves_and_all_terminated() -> 
         assert sorted(found, key=str) == sorted((NodeId("127.0.0.1", p) for p in ports), key=str)
         for slave in started:
             assert slave.wait(timeout=10) == 0
+
+
+async def test_a_master_that_finds_no_slave_says_what_to_check(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    backend = sl.initialize_backend(
+        "127.0.0.1", 0, multicast_port=port, cookie=unique_cookie("alone")
+    )
+
+    async def proc(slaves: list[NodeId]) -> list[NodeId]:
+        return slaves
+
+    assert await sl.run_master(backend, proc) == []
+    err = capsys.readouterr().err
+    assert f"not enough slaves found with multicast {DEFAULT_GROUP}:{port} via 127.0.0.1" in err
+    for check in ("same cookie", "firewall", "loopback address", "cloudy doctor 127.0.0.1"):
+        assert check in err
 
 
 # --- tools ------------------------------------------------------------------------------

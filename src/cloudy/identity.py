@@ -41,12 +41,16 @@ class NodeId(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.NodeId"):
 
         Raises `ValueError` when *text* is not of that form.
         """
-        if text.startswith("nid://"):
-            host, _, port_text = text[6:].removesuffix(":0").rpartition(":")
+        nid = text.startswith("nid://")
+        if nid and not text.endswith(":0"):  # not ours: "nid://h:1:5" is no host "h:1"
+            host, port_text = "", ""
+        elif nid:
+            host, _, port_text = text[6:-2].rpartition(":")
         else:
             host, _, port_text = text.rpartition(":")
         host = host.strip("[]")
-        if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        # port 0 only means "pick one" when listening: no running node has it
+        if not host or not port_text.isdigit() or not 0 < int(port_text) <= 65535:
             raise ValueError(f"not a node id: {text!r} (expected nid://host:port:0 or host:port)")
         return cls(host, int(port_text))
 

@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable
 from typing import cast
 
@@ -35,6 +36,8 @@ DEFAULT_GROUP = "224.0.0.99"
 DEFAULT_PORT = 9999
 # A request is sent again this often while its answers are awaited.
 RESEND_EVERY = 0.25
+# Linux's <linux/in.h> value, for Pythons whose socket module lacks the name.
+_IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 
 
 def interface_address(host: str) -> str:
@@ -145,6 +148,12 @@ class Discovery:
             sock.bind((self.group, self.port))
             membership = socket.inet_aton(self.group) + socket.inet_aton(self.interface)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+            if sys.platform == "linux":
+                # Linux otherwise hands us the group's datagrams from every interface any
+                # socket joined it on: a node on 127.0.0.1 would answer requests from the
+                # LAN (naming an address nobody there can reach), and a node on a LAN
+                # address those sent over loopback. Only our own interface counts.
+                sock.setsockopt(socket.IPPROTO_IP, _IP_MULTICAST_ALL, 0)
             self._configure(sock)
             sock.setblocking(False)
         except OSError as e:
