@@ -244,7 +244,7 @@ def current_process() -> _Process:
 class _Peer:
     """What we know of one other node: its sending connection and what waits on it."""
 
-    __slots__ = ("conns", "dialling", "node", "out", "scheduled", "sender", "wrote")
+    __slots__ = ("conns", "dialling", "node", "out", "scheduled", "sender")
 
     def __init__(self, node: NodeId) -> None:
         self.node = node
@@ -253,7 +253,6 @@ class _Peer:
         self.dialling: asyncio.Task[None] | None = None
         self.out: list[P.Item] = []
         self.scheduled = False
-        self.wrote = False  # wrote an item at once this turn: the rest wait for _flush
 
     def __repr__(self) -> str:
         state = "up" if self.sender else ("dialling" if self.dialling else "down")
@@ -301,7 +300,6 @@ class LocalNode:
         self._refs = itertools.count(1)
         self._peers: dict[NodeId, _Peer] = {}
         self._dirty: list[_Peer] = []
-        self._wrote: list[_Peer] = []
         self._flush_scheduled = False
         # monitors/links held by local processes on remote ones, per remote node
         self._remote_refs: dict[NodeId, dict[MonitorRef, tuple[ProcessId, ProcessId, bool]]] = {}
@@ -704,39 +702,34 @@ class LocalNode:
 
     def _enqueue(self, node: NodeId, item: P.Item) -> None:
         peer = self._peers.get(node) or self._peer(node)
-        if not (peer.scheduled or peer.wrote or peer.out) and peer.sender is not None:
+        if not (peer.scheduled or peer.out) and peer.sender is not None:
             # the first item of a turn leaves at once: a lone request or reply pays no
-            # extra turn of the event loop; whatever follows it in this turn is batched
+            # extra turn of the event loop; marked dirty below, the peer batches whatever
+            # follows in this turn until `_flush`
             self._write(peer.sender, [item])
-            peer.wrote = True
-            self._wrote.append(peer)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
-            return
-        peer.out.append(item)
+        else:
+            peer.out.append(item)
         if not peer.scheduled:
-            peer.scheduled = True
-            self._dirty.append(peer)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                loop = self._loop or asyncio.get_running_loop()
-                loop.call_soon(self._flush)
+            self._mark_dirty(peer)
         if peer.sender is None and peer.dialling is None and not self._closing:
             self._dial(peer)
 
+    def _mark_dirty(self, peer: _Peer) -> None:
+        """Have `_flush` look at *peer* at the end of this loop turn."""
+        peer.scheduled = True
+        self._dirty.append(peer)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._wrote:
-            for peer in self._wrote:
-                peer.wrote = False
-            self._wrote = []
         dirty, self._dirty = self._dirty, []
         for peer in dirty:
             peer.scheduled = False
             conn = peer.sender
-            if conn is None:
-                continue  # still dialling: the items wait
+            if conn is None or not peer.out:
+                continue  # still dialling (the items wait), or nothing left to send
             out, peer.out = peer.out, []
             for i in range(0, len(out), MAX_BATCH):
                 self._write(conn, out[i : i + MAX_BATCH])
@@ -783,11 +776,7 @@ class LocalNode:
 
     def _schedule(self, peer: _Peer) -> None:
         if peer.out and not peer.scheduled:
-            peer.scheduled = True
-            self._dirty.append(peer)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
+            self._mark_dirty(peer)
 
     # ConnectionOwner: called by the transport
 

@@ -18,6 +18,8 @@ from typing import Final
 
 import msgspec
 
+from .handshake import cookie_secret
+
 __all__ = [
     "DISCOVERY_VERSION",
     "MAX_DATAGRAM",
@@ -67,9 +69,7 @@ class DatagramError(Exception):
 
 def discovery_key(cookie: bytes) -> bytes:
     """The HMAC key for datagrams: derived from the cookie, distinct from the handshake's."""
-    # hashed first, as the handshake does: HMAC would take b"k" and b"k\0" as one key
-    secret = hashlib.sha256(b"cloudy-cookie|" + cookie).digest()
-    return hmac.digest(secret, b"cloudy discovery v1", hashlib.sha256)
+    return hmac.digest(cookie_secret(cookie), b"cloudy discovery v1", hashlib.sha256)
 
 
 def encode(key: bytes, msg: Who | Here) -> bytes:

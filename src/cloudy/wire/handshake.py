@@ -34,7 +34,7 @@ import msgspec
 from ..identity import NodeId
 from .framing import frame
 
-__all__ = ["PROTOCOL_VERSION", "Handshake", "HandshakeState", "Outcome"]
+__all__ = ["PROTOCOL_VERSION", "Handshake", "HandshakeState", "Outcome", "cookie_secret"]
 
 PROTOCOL_VERSION = 1
 _MAGIC = "cloudy"
@@ -58,6 +58,15 @@ class _Refuse(msgspec.Struct, array_like=True, tag=2):
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(_Hello | _Proof | _Refuse).decode
+
+
+def cookie_secret(cookie: bytes) -> bytes:
+    """The key every HMAC of ours uses for *cookie*.
+
+    Hashed first: HMAC pads short keys with zeros, so b"k" and b"k\0" would otherwise
+    be the same cookie.
+    """
+    return hashlib.sha256(b"cloudy-cookie|" + cookie).digest()
 
 
 class HandshakeState(enum.Enum):
@@ -88,9 +97,7 @@ class Handshake:
     def __init__(
         self, *, cookie: bytes, node: NodeId, initiator: bool, nonce: bytes | None = None
     ) -> None:
-        # Hashed first: HMAC pads short keys with zeros, so b"k" and b"k\0" would
-        # otherwise be the same cookie.
-        self._cookie = hashlib.sha256(b"cloudy-cookie|" + cookie).digest()
+        self._cookie = cookie_secret(cookie)
         self._node = node
         self._initiator = initiator
         self._nonce = nonce if nonce is not None else os.urandom(_NONCE_BYTES)
