@@ -262,11 +262,13 @@ class Backend:
         """
         node = await self.new_local_node()
         deadline = time.monotonic() + timeout + REACH_GRACE
-        checks: dict[NodeId, asyncio.Task[bool]] = {}
+        checks: dict[NodeId, asyncio.Task[WhereIsReply | None]] = {}
 
         def found(peer: NodeId) -> None:
             if peer not in checks:
-                checks[peer] = asyncio.ensure_future(_reachable(node, peer, deadline))
+                checks[peer] = asyncio.ensure_future(
+                    _whereis_on(node, peer, SLAVE_CONTROLLER, deadline)
+                )
 
         found(node.node_id)  # this node answers too, multicast or not
         for peer in self.peers:
@@ -281,7 +283,11 @@ class Backend:
         finally:
             for task in checks.values():
                 task.cancel()
-        alive = [peer for peer, task in checks.items() if not task.cancelled() and task.result()]
+        alive = [
+            peer
+            for peer, task in checks.items()
+            if not task.cancelled() and task.result() is not None
+        ]
         return sorted(alive, key=lambda n: (n.host, n.port))
 
     async def close(self) -> None:
@@ -313,24 +319,35 @@ def initialize_backend(
     return Backend(host, port, remote_table, **options)
 
 
-async def _reachable(node: LocalNode, peer: NodeId, deadline: float) -> bool:
-    """Whether *peer* answers over TCP (our cookie accepted) before *deadline*."""
+async def _whereis_on(
+    node: LocalNode, peer: NodeId, name: str, deadline: float
+) -> WhereIsReply | None:
+    """*peer*'s answer about *name*, or None if it is not reached (with our cookie) by
+    *deadline*. One process per peer: an answer "not here" does not name its node."""
     if peer == node.node_id:
-        return True
+        return WhereIsReply(name, node.whereis(name))
 
-    async def ask() -> bool:
+    async def ask() -> WhereIsReply | None:
         ref = monitor_node(peer)
-        whereis_remote_async(peer, SLAVE_CONTROLLER)
+        whereis_remote_async(peer, name)
         answer = await receive_timeout(
             max(deadline - time.monotonic(), 0.0),
-            match(WhereIsReply, lambda _: True),
-            match_if(NodeMonitorNotification, lambda m: m.ref == ref, lambda _: False),
+            match(WhereIsReply, _same_reply),
+            match_if(NodeMonitorNotification, lambda m: m.ref == ref, _no_reply),
         )
         unmonitor_node(ref)
-        return bool(answer)
+        return answer
 
-    result: bool = await node.run_process(ask)
+    result: WhereIsReply | None = await node.run_process(ask)
     return result
+
+
+def _same_reply(reply: WhereIsReply) -> WhereIsReply | None:
+    return reply
+
+
+def _no_reply(_: NodeMonitorNotification) -> WhereIsReply | None:
+    return None  # the node is lost: no answer will come
 
 
 # ====================================================================================
@@ -403,42 +420,14 @@ async def find_slaves(
     Call it inside a process. Nodes that die meanwhile, and masters, are left out.
     """
     peers = await backend.find_peers(timeout)
-    answers = await _ask_each(peers, SLAVE_CONTROLLER, backend._connect_timeout)
+    deadline = time.monotonic() + backend._connect_timeout
+    answers = await asyncio.gather(
+        *(_whereis_on(backend.node, peer, SLAVE_CONTROLLER, deadline) for peer in peers)
+    )
     return sorted(
-        (pid for pid in answers.values() if pid is not None),
+        (a.pid for a in answers if a is not None and a.pid is not None),
         key=lambda p: (p.node.host, p.node.port),
     )
-
-
-async def _ask_each(
-    nodes: list[NodeId], name: str, seconds: float
-) -> dict[NodeId, ProcessId | None]:
-    """Where *name* is on each node that answers within *seconds* (run in a process)."""
-    me = get_self_node()
-    refs = {monitor_node(n): n for n in nodes if n != me}
-    for n in nodes:
-        whereis_remote_async(n, name)
-    answers: dict[NodeId, ProcessId | None] = {}
-    pending = set(nodes)
-    unnamed = 0  # answers "not registered here" do not say from which node
-    deadline = time.monotonic() + seconds
-    while len(pending) > unnamed and time.monotonic() < deadline:
-        msg = await receive_timeout(
-            deadline - time.monotonic(),
-            match_if(WhereIsReply, lambda m: m.name == name, _same),
-            match_if(NodeMonitorNotification, lambda m: m.ref in refs, _same),
-        )
-        if isinstance(msg, WhereIsReply):
-            if msg.pid is None:
-                unnamed += 1
-            elif msg.pid.node in pending:
-                pending.discard(msg.pid.node)
-                answers[msg.pid.node] = msg.pid
-        elif isinstance(msg, NodeMonitorNotification):
-            pending.discard(refs[msg.ref])
-    for ref in refs:
-        unmonitor_node(ref)
-    return answers
 
 
 def _same(msg: Message) -> Message:
