@@ -13,7 +13,6 @@ Bad arguments give one line on stderr and exit status 2; a failed run exits 1.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -25,9 +24,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, TextIO, TypeVar
 
+from .aio import free_port, run
 from .backend import simplelocalnet as sl
 from .backend import tools
 from .errors import CloudyError
@@ -207,15 +207,6 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run *coro* on uvloop where installed, else on asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
 async def _slave(args: argparse.Namespace) -> int:
     backend = sl.initialize_backend(args.host, args.port, **_backend_options(args))
     await sl.run_slave(backend)
@@ -348,7 +339,7 @@ def _report_json(report: Report) -> dict[str, Any]:
 def cmd_slave(args: argparse.Namespace) -> int:
     if args.exit_with_stdin:
         _exit_with_stdin()
-    return int(_run(_slave(args)))
+    return int(run(_slave(args)))
 
 
 def _exit_with_stdin() -> None:
@@ -368,7 +359,7 @@ def _exit_with_stdin() -> None:
 def cmd_master(args: argparse.Namespace) -> int:
     params = _params(args)
     with _progress_display(params, args.json) as progress:
-        report = _run(
+        report = run(
             _master(args.host, args.port, params, args.slaves, _backend_options(args), progress)
         )
     _print_report(report, args.json, sys.stdout)
@@ -380,9 +371,9 @@ def cmd_local(args: argparse.Namespace) -> int:
     host = "127.0.0.1"
     # a cookie and a discovery port of our own: two runs on one machine never mix
     env = dict(os.environ, CLOUDY_COOKIE=secrets.token_urlsafe(24))
-    discovery = args.discovery_port or _free_port(socket.SOCK_DGRAM)
+    discovery = args.discovery_port or free_port(socket.SOCK_DGRAM)
     options: dict[str, Any] = {"multicast_port": discovery}
-    ports = [_free_port(socket.SOCK_STREAM) for _ in range(args.slaves + 1)]
+    ports = [free_port(socket.SOCK_STREAM) for _ in range(args.slaves + 1)]
     master_port, slave_ports = ports[0], ports[1:]
     slave_out = sys.stderr if args.json else sys.stdout
     slave_out.flush()
@@ -417,7 +408,7 @@ def cmd_local(args: argparse.Namespace) -> int:
 
         options["cookie"] = env["CLOUDY_COOKIE"]
         with _progress_display(params, args.json) as progress:
-            report = _run(
+            report = run(
                 _master(host, master_port, params, args.slaves, options, progress, check_slaves)
             )
         _wait_or_kill(slaves, SLAVE_EXIT_GRACE)
@@ -429,13 +420,6 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 def _cloudy_command() -> list[str]:
     return [sys.executable, "-m", "cloudy.cli"]
-
-
-def _free_port(kind: socket.SocketKind) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wait_or_kill(procs: Sequence[subprocess.Popen[bytes]], grace: float) -> None:
@@ -466,11 +450,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
-    return _run(tools.peers(args.host, **_backend_options(args)))
+    return run(tools.peers(args.host, **_backend_options(args)))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    return _run(tools.doctor(args.host, **_backend_options(args)))
+    return run(tools.doctor(args.host, **_backend_options(args)))
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -315,6 +315,16 @@ class LocalNode:
     def __repr__(self) -> str:
         return f"<LocalNode {self.node_id} processes={len(self._procs)} peers={len(self._peers)}>"
 
+    @property
+    def cookie(self) -> bytes:
+        """The secret this node proves to its peers (and expects them to prove)."""
+        return self._cookie
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` has begun: the node starts no process and dials no peer."""
+        return self._closing
+
     # ================================================================================
     # Lifecycle
     # ================================================================================

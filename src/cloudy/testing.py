@@ -18,7 +18,6 @@ import contextlib
 import importlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,18 +25,11 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from .aio import free_port, run
 from .identity import NodeId
 from .node import LocalNode
 
 __all__ = ["NodeProcess", "free_port"]
-
-
-def free_port(kind: socket.SocketKind = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
-    """A port that was free on *host* a moment ago (TCP by default)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class NodeProcess:
@@ -166,7 +158,7 @@ def main() -> None:
     parser.add_argument("--cookie", required=True)
     parser.add_argument("--heartbeat", type=float, default=5.0)
     args = parser.parse_args()
-    asyncio.run(_serve(args.module, args.host, args.port, args.cookie, args.heartbeat))
+    run(_serve(args.module, args.host, args.port, args.cookie, args.heartbeat))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from ..aio import run
 from ..closure import RemoteTable
 from ..errors import CloudyError
 from ..identity import NodeId, ProcessId, port_number
@@ -226,7 +227,7 @@ class Backend:
             self._node = node
             if self._want_discovery and self.interface is not None:
                 daemon = Discovery(
-                    cookie=node._cookie,
+                    cookie=node.cookie,
                     interface=self.interface,
                     answer=self._answer,
                     group=self.multicast_group,
@@ -243,7 +244,7 @@ class Backend:
 
     def _answer(self) -> NodeId | None:
         node = self._node
-        return None if node is None or node._closing else node.node_id
+        return None if node is None or node.closed else node.node_id
 
     @property
     def dropped_datagrams(self) -> dict[str, int]:
@@ -403,7 +404,7 @@ async def run_slave(backend: Backend) -> None:
 
 def start_slave(backend: Backend) -> None:
     """Start a slave node and block until a master terminates it, as Cloud Haskell's."""
-    _run(run_slave(backend))
+    run(run_slave(backend))
 
 
 def terminate_slave(node: NodeId) -> None:
@@ -539,7 +540,7 @@ async def run_master(
 
 def start_master(backend: Backend, proc: Callable[[list[NodeId]], Awaitable[Any]]) -> Any:
     """Find the slaves, redirect their logs here, run ``proc(slave_nodes)``; block until done."""
-    return _run(run_master(backend, proc))
+    return run(run_master(backend, proc))
 
 
 def _nothing_found(backend: Backend) -> str:
@@ -554,14 +555,3 @@ def _nothing_found(backend: Backend) -> str:
         f"  - cloudy doctor {backend.host}",
     ]
     return "\n".join(lines)
-
-
-def _run(coro: Awaitable[Any]) -> Any:
-    async def main() -> Any:
-        return await coro
-
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main())
-    return uvloop.run(main())
