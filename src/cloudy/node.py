@@ -321,6 +321,11 @@ class LocalNode:
         return self._cookie
 
     @property
+    def connect_timeout(self) -> float:
+        """Seconds a dial may take before the peer is judged unreachable."""
+        return self._connect_timeout
+
+    @property
     def closed(self) -> bool:
         """True once `close` has begun: the node starts no process and dials no peer."""
         return self._closing
