@@ -38,7 +38,7 @@ async def measure(count: int) -> tuple[float, float, float]:
         me = get_self_pid()
         pids: list[ProcessId] = [spawn_local(idle, me) for _ in range(count)]
         await asyncio.sleep(0)  # every process runs (in spawn order) up to its expect
-        assert node._procs[pids[-1].lid].waiter is not None, "not all waiting yet"
+        assert node.processes[pids[-1].lid].waiter is not None, "not all waiting yet"
         spawned = time.perf_counter() - start
         gc.collect()
         per_process = (rss_bytes() - before) / count

@@ -238,7 +238,6 @@ def test_protocol_items_round_trip_with_ids_nested_anywhere(
             P.ChanSend(pid.lid, 3, wire(term)),
             P.Monitor(ref, pid, pid, True),
             P.Unmonitor(ref, pid),
-            P.Unlink(pid, pid),
             P.Died(ref, pid, pid, DiedException("why"), False),
             P.Exit(pid, pid, wire(term), False),
             P.SpawnRequest(7, "mod.fn", wire((term, pid)), True),

@@ -5,8 +5,12 @@ from .errors import (
     CloudyError,
     ConnectionRefusedByPeer,
     EncodeError,
+    LocalProtocolError,
+    NodeClosedError,
     NodeUnreachable,
+    NotChannelOwnerError,
     NotInProcessError,
+    ProcessError,
     ProcessExitException,
     ProcessLinkException,
     ProcessRegistrationException,
@@ -16,6 +20,7 @@ from .errors import (
     SpawnError,
 )
 from .identity import MonitorRef, NodeId, ProcessId, SendPort
+from .message import Message
 from .messages import (
     DiedDisconnect,
     DiedException,
@@ -48,6 +53,7 @@ from .process import (
     new_chan,
     nsend,
     nsend_remote,
+    receive_all,
     receive_chan,
     receive_timeout,
     receive_wait,
@@ -56,6 +62,7 @@ from .process import (
     say,
     send,
     send_chan,
+    send_many,
     spawn,
     spawn_link,
     spawn_local,
@@ -67,7 +74,6 @@ from .process import (
     whereis,
     whereis_remote_async,
 )
-from .wire.codec import Message
 
 __version__ = "0.1.0"
 
@@ -83,13 +89,17 @@ __all__ = [
     "DiedUnknownId",
     "EncodeError",
     "LocalNode",
+    "LocalProtocolError",
     "Match",
     "Message",
     "MonitorRef",
+    "NodeClosedError",
     "NodeId",
     "NodeMonitorNotification",
     "NodeUnreachable",
+    "NotChannelOwnerError",
     "NotInProcessError",
+    "ProcessError",
     "ProcessExitException",
     "ProcessId",
     "ProcessLinkException",
@@ -122,6 +132,7 @@ __all__ = [
     "new_chan",
     "nsend",
     "nsend_remote",
+    "receive_all",
     "receive_chan",
     "receive_timeout",
     "receive_wait",
@@ -131,6 +142,7 @@ __all__ = [
     "say",
     "send",
     "send_chan",
+    "send_many",
     "spawn",
     "spawn_link",
     "spawn_local",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .wire.codec import Message
+from .message import Message
 
 __all__ = ["Closure", "RemoteTable", "closure", "default_remote_table", "remotable"]
 
@@ -54,10 +54,6 @@ class RemoteTable:
     def lookup(self, name: str) -> Callable[..., Any] | None:
         """The function registered as *name*, or None."""
         return self._functions.get(name)
-
-    def names(self) -> list[str]:
-        """Every registered name, sorted."""
-        return sorted(self._functions)
 
 
 default_remote_table = RemoteTable()

@@ -17,8 +17,12 @@ __all__ = [
     "CloudyError",
     "ConnectionRefusedByPeer",
     "EncodeError",
+    "LocalProtocolError",
+    "NodeClosedError",
     "NodeUnreachable",
+    "NotChannelOwnerError",
     "NotInProcessError",
+    "ProcessError",
     "ProcessExitException",
     "ProcessLinkException",
     "ProcessRegistrationException",
@@ -36,16 +40,32 @@ class CloudyError(Exception):
 # --- local misuse ---------------------------------------------------------------
 
 
-class NotInProcessError(CloudyError):
+class ProcessError(CloudyError):
+    """Local misuse: a call that cannot be served as made, whatever the network does."""
+
+
+class NotInProcessError(ProcessError):
     """A process-API function was called outside a cloudy process."""
 
 
-class ProcessRegistrationException(CloudyError):
+class ProcessRegistrationException(ProcessError):
     """`register` of a name already taken, or `unregister`/`reregister` of a free one."""
 
 
-class EncodeError(CloudyError):
+class EncodeError(ProcessError):
     """A message holds a value that cannot cross the wire (not plain data nor a Message)."""
+
+
+class NodeClosedError(ProcessError):
+    """A process was to be started on a node that is closing or closed."""
+
+
+class NotChannelOwnerError(ProcessError):
+    """`receive_chan` on a channel the calling process did not create."""
+
+
+class LocalProtocolError(ProcessError):
+    """A sans-IO protocol machine was driven out of order (a bug in its caller)."""
 
 
 # --- signals raised inside a process --------------------------------------------

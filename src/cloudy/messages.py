@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .identity import MonitorRef, NodeId, ProcessId
-from .wire.codec import Message
+from .message import Message
 
 __all__ = [
     "AnyDiedReason",

@@ -10,14 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar, cast, overload
 
 from .closure import Closure
-from .errors import ProcessExitException
+from .errors import NotChannelOwnerError, ProcessExitException
 from .identity import MonitorRef, NodeId, ProcessId, SendPort
 from .messages import LogMessage
-from .node import REDUCTIONS, _current, _Process, _ReceivePortState, current_process, log_time
+from .node import (
+    CURRENT_NODE,
+    Match,
+    Process,
+    ReceivePortState,
+    current_node,
+    current_process,
+    expect,
+    log_time,
+    take,
+    take_all,
+)
 
 __all__ = [
     "Match",
@@ -39,6 +51,7 @@ __all__ = [
     "new_chan",
     "nsend",
     "nsend_remote",
+    "receive_all",
     "receive_chan",
     "receive_timeout",
     "receive_wait",
@@ -47,6 +60,7 @@ __all__ = [
     "say",
     "send",
     "send_chan",
+    "send_many",
     "spawn",
     "spawn_link",
     "spawn_local",
@@ -75,7 +89,7 @@ def get_self_pid() -> ProcessId:
 
 def get_self_node() -> NodeId:
     """The id of the node the calling process runs on."""
-    return current_process().node.node_id
+    return current_node().node_id
 
 
 # ==================================================================================
@@ -92,13 +106,12 @@ def send(pid: ProcessId, msg: Any) -> None:
     monitors are told). Raises `EncodeError` if *msg* cannot cross the wire and
     *pid* is remote.
     """
-    proc = _current.get(None)
-    if proc is None:
-        current_process()  # raises NotInProcessError
+    node = CURRENT_NODE.get(None)
+    if node is None:
+        current_node()  # raises NotInProcessError
         return
-    node = proc.node
     if pid.node is node.node_id:  # a pid made here: the hot path, one dict lookup
-        target = node._procs.get(pid.lid)
+        target = node.processes.get(pid.lid)
         if target is not None:
             mb = target.mailbox
             if mb is not None and target.waiter is None:
@@ -109,39 +122,22 @@ def send(pid: ProcessId, msg: Any) -> None:
     node.send(pid, msg)
 
 
+def send_many(pids: Iterable[ProcessId], msg: Any) -> None:
+    """`send` *msg* to each of *pids*, in that order; encoded once for all remote ones.
+
+    The broadcast primitive: each recipient gets the message as if sent to it alone.
+    """
+    current_node().send_many(pids, msg)
+
+
 def nsend(name: str, msg: Any) -> None:
     """Send *msg* to the process registered as *name* on this node (dropped if none)."""
-    current_process().node.nsend(name, msg)
+    current_node().nsend(name, msg)
 
 
 def nsend_remote(node: NodeId, name: str, msg: Any) -> None:
     """Send *msg* to the process registered as *name* on *node*."""
-    current_process().node.nsend_remote(node, name, msg)
-
-
-class Match(Generic[R]):
-    """One clause of a selective receive; build it with `match`, `match_if` or `match_any`."""
-
-    __slots__ = ("handler", "predicate", "type")
-
-    def __init__(
-        self,
-        tp: type[Any] | None,
-        predicate: Callable[[Any], bool] | None,
-        handler: Callable[[Any], R | Awaitable[R]],
-    ) -> None:
-        self.type = tp
-        self.predicate = predicate
-        self.handler = handler
-
-    def __repr__(self) -> str:
-        name = self.type.__qualname__ if self.type else "any"
-        return f"<Match {name}{' if ...' if self.predicate else ''}>"
-
-    def accepts(self, msg: Any) -> bool:
-        if self.type is not None and not isinstance(msg, self.type):
-            return False
-        return self.predicate is None or bool(self.predicate(msg))
+    current_node().nsend_remote(node, name, msg)
 
 
 # The overloads let mypy see through an async handler: its clause yields what the
@@ -179,40 +175,6 @@ def match_any(handler: Callable[[Any], Any]) -> Match[Any]:
     return Match(None, None, handler)
 
 
-async def _take(proc: _Process, clauses: tuple[Match[Any], ...], seconds: float | None) -> Any:
-    """Remove and return ``(message, clause)`` for the first message some clause accepts.
-
-    Returns None when *seconds* pass first. Messages no clause accepts stay in
-    the mailbox, in order.
-    """
-    proc.reductions += 1
-    if proc.reductions >= REDUCTIONS:
-        proc.reductions = 0
-        await proc.checkpoint()
-    deadline = None
-    if seconds is not None:
-        deadline = asyncio.get_running_loop().time() + max(seconds, 0.0)
-    i = 0
-    while True:
-        mb = proc.mailbox
-        if mb:
-            n = len(mb)
-            while i < n:
-                msg = mb[i]
-                for clause in clauses:
-                    if clause.accepts(msg):
-                        del mb[i]
-                        return msg, clause
-                i += 1
-        if seconds is not None and seconds <= 0:
-            return None
-        if not await proc.wait(deadline):
-            if proc.mailbox is not None and len(proc.mailbox) > i:
-                seconds = 0  # one last look at what came with the deadline
-                continue
-            return None
-
-
 async def _run_handler(clause: Match[R], msg: Any) -> R:
     result = clause.handler(msg)
     if inspect.isawaitable(result):
@@ -229,49 +191,36 @@ async def receive_wait(*clauses: Match[R]) -> R:
     """
     if not clauses:
         raise ValueError("receive_wait needs at least one clause")
-    msg, clause = await _take(current_process(), clauses, None)
-    return await _run_handler(clause, msg)
+    taken = await take(current_process(), clauses, None)
+    assert taken is not None  # no deadline
+    return await _run_handler(taken[1], taken[0])
 
 
 async def receive_timeout(seconds: float, *clauses: Match[R]) -> R | None:
     """`receive_wait` that gives up after *seconds* and returns None (0 polls)."""
     if not clauses:
         raise ValueError("receive_timeout needs at least one clause")
-    taken = await _take(current_process(), clauses, seconds)
+    taken = await take(current_process(), clauses, seconds)
     if taken is None:
         return None
     return await _run_handler(taken[1], taken[0])
 
 
-async def expect(tp: type[T]) -> T:
-    """Wait for, remove and return the first message of type *tp* in the mailbox."""
-    proc = _current.get(None) or current_process()
-    # `_take` specialised for one type: the hottest receive there is
-    proc.reductions += 1
-    if proc.reductions >= REDUCTIONS:
-        proc.reductions = 0
-        await proc.checkpoint()
-    i = 0
-    while True:
-        mb = proc.mailbox
-        if mb:
-            if i == 0 and isinstance(mb[0], tp):
-                first: T = mb.popleft()
-                return first
-            n = len(mb)
-            while i < n:
-                msg = mb[i]
-                if isinstance(msg, tp):
-                    del mb[i]
-                    return msg
-                i += 1
-        await proc.wait()
-
-
 async def expect_timeout(seconds: float, tp: type[T]) -> T | None:
     """`expect` that gives up after *seconds* and returns None."""
-    taken = await _take(current_process(), (Match(tp, None, _identity),), seconds)
+    taken = await take(current_process(), (Match(tp, None, _identity),), seconds)
     return None if taken is None else cast(T, taken[0])
+
+
+async def receive_all() -> deque[Any]:
+    """Take every message waiting, oldest first; wait only when there is none.
+
+    For a process that handles its mailbox in bulk (a broadcast ring, a router): one
+    call per batch instead of one per message. When messages are already waiting it
+    yields to the loop once first, so a process that always has work is fair to the
+    others. Selective receive still sees what arrives after the call.
+    """
+    return await take_all(current_process())
 
 
 def _identity(x: Any) -> Any:
@@ -288,7 +237,7 @@ class ReceivePort(Generic[T]):
 
     __slots__ = ("_owner", "_state", "send_port")
 
-    def __init__(self, owner: _Process, send_port: SendPort, state: _ReceivePortState) -> None:
+    def __init__(self, owner: Process, send_port: SendPort, state: ReceivePortState) -> None:
         self._owner = owner
         self._state = state
         self.send_port = send_port
@@ -300,40 +249,29 @@ class ReceivePort(Generic[T]):
 def new_chan() -> tuple[SendPort, ReceivePort[Any]]:
     """A new typed channel owned by the calling process: ``(send_port, receive_port)``."""
     proc = current_process()
-    sp, state = proc.node.new_port(proc)
+    sp, state = current_node().new_port(proc)
     return sp, ReceivePort(proc, sp, state)
 
 
 def send_chan(port: SendPort, msg: Any) -> None:
     """Send *msg* on a channel; dropped if its owner has ended."""
-    current_process().node.send_chan(port, msg)
+    current_node().send_chan(port, msg)
 
 
 async def receive_chan(port: ReceivePort[T]) -> T:
     """Wait for and return the next message on *port*, in the order sent."""
     proc = current_process()
     if port._owner is not proc:
-        raise RuntimeError("only the process that created a channel can receive on it")
+        raise NotChannelOwnerError("only the process that created a channel can receive on it")
     state = port._state
     while not state.queue:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         state.waiter = fut
         try:
-            await _guard(proc, fut)
+            await proc.guard(fut)
         finally:
             state.waiter = None
     return cast(T, state.queue.popleft())
-
-
-async def _guard(proc: _Process, aw: Awaitable[T]) -> T:
-    """Await *aw*, turning an interruption by a signal into the signal's exception."""
-    try:
-        return await aw
-    except asyncio.CancelledError:
-        exc = proc.take_signal()
-        if exc is None:
-            raise
-        raise exc from None
 
 
 # ==================================================================================
@@ -343,7 +281,7 @@ async def _guard(proc: _Process, aw: Awaitable[T]) -> T:
 
 def spawn_local(fn: Callable[..., Awaitable[Any]], *args: Any) -> ProcessId:
     """Start ``fn(*args)`` as a new process on this node; return its pid at once."""
-    return current_process().node.fork_process(fn, *args)
+    return current_node().fork_process(fn, *args)
 
 
 def spawn_link(fn: Callable[..., Awaitable[Any]], *args: Any) -> ProcessId:
@@ -366,8 +304,7 @@ async def spawn(node: NodeId, clo: Closure) -> ProcessId:
     timeout (`ConnectionRefusedByPeer` if it refuses our cookie or version), and
     `RemoteCallError` if *node* has no such function in its remote table.
     """
-    proc = current_process()
-    return await _guard(proc, proc.node.spawn(node, clo))
+    return await current_process().guard(current_node().spawn(node, clo))
 
 
 async def call(node: NodeId, clo: Closure) -> Any:
@@ -376,8 +313,7 @@ async def call(node: NodeId, clo: Closure) -> Any:
     Raises as `spawn` does, and `RemoteCallError` carrying the remote's message
     when the function raises there.
     """
-    proc = current_process()
-    return await _guard(proc, proc.node.call(node, clo))
+    return await current_process().guard(current_node().call(node, clo))
 
 
 # ==================================================================================
@@ -391,28 +327,27 @@ def register(name: str, pid: ProcessId) -> None:
     Raises `ProcessRegistrationException` if *name* is taken. The name is freed
     when the process ends.
     """
-    current_process().node.register(name, pid)
+    current_node().registry.register(name, pid)
 
 
 def reregister(name: str, pid: ProcessId) -> None:
     """Point the registered *name* at *pid* (raises if *name* is not registered)."""
-    current_process().node.reregister(name, pid)
+    current_node().registry.reregister(name, pid)
 
 
 def unregister(name: str) -> None:
     """Free *name* (raises `ProcessRegistrationException` if it is not registered)."""
-    current_process().node.unregister(name)
+    current_node().registry.unregister(name)
 
 
 def whereis(name: str) -> ProcessId | None:
     """The pid registered as *name* on this node, or None."""
-    return current_process().node.whereis(name)
+    return current_node().registry.whereis(name)
 
 
 def whereis_remote_async(node: NodeId, name: str) -> None:
     """Ask *node* who is registered as *name*; a `WhereIsReply` arrives later."""
-    proc = current_process()
-    proc.node.whereis_remote_async(proc.pid, node, name)
+    current_node().whereis_remote_async(current_process().pid, node, name)
 
 
 # ==================================================================================
@@ -426,15 +361,14 @@ def monitor(pid: ProcessId) -> MonitorRef:
     The reason is `DiedUnknownId` if *pid* does not exist (or has already ended),
     `DiedDisconnect` if the connection to its node is lost or cannot be made.
     """
-    proc = current_process()
-    return proc.node.monitor(proc, pid)
+    return current_node().monitors.monitor(current_process(), pid)
 
 
 def unmonitor(ref: MonitorRef) -> None:
     """Cancel a monitor (or a node monitor)."""
-    proc = current_process()
-    proc.node.unmonitor(proc, ref)
-    proc.node.unmonitor_node(ref)
+    monitors = current_node().monitors
+    monitors.unmonitor(current_process(), ref)
+    monitors.unmonitor_node(ref)
 
 
 def link(pid: ProcessId) -> None:
@@ -443,37 +377,32 @@ def link(pid: ProcessId) -> None:
     Links are one-way, as in Cloud Haskell. Linking to a process that does not
     exist raises the exception (reason `DiedUnknownId`) at once.
     """
-    proc = current_process()
-    proc.node.monitor(proc, pid, link=True)
+    current_node().monitors.monitor(current_process(), pid, link=True)
 
 
 def unlink(pid: ProcessId) -> None:
     """Remove the link to *pid*."""
-    proc = current_process()
-    proc.node.unlink(proc, pid)
+    current_node().monitors.unlink(current_process(), pid)
 
 
 def monitor_node(node: NodeId) -> MonitorRef:
     """Be told with a `NodeMonitorNotification` when the connection to *node* is lost."""
-    proc = current_process()
-    return proc.node.monitor_node(proc, node)
+    return current_node().monitors.monitor_node(current_process(), node)
 
 
 def unmonitor_node(ref: MonitorRef) -> None:
     """Cancel a node monitor."""
-    current_process().node.unmonitor_node(ref)
+    current_node().monitors.unmonitor_node(ref)
 
 
 def exit(pid: ProcessId, reason: Any) -> None:
     """Raise `ProcessExitException(sender, reason)` in *pid*, which may catch it."""
-    proc = current_process()
-    proc.node.exit(proc.pid, pid, reason, kill=False)
+    current_node().exit(current_process().pid, pid, reason, kill=False)
 
 
 def kill(pid: ProcessId, reason: str) -> None:
     """End *pid* unconditionally; its monitors see `DiedException` with *reason*."""
-    proc = current_process()
-    proc.node.exit(proc.pid, pid, reason, kill=True)
+    current_node().exit(current_process().pid, pid, reason, kill=True)
 
 
 @overload
@@ -504,5 +433,4 @@ async def catch_exit(
 
 def say(text: str) -> None:
     """Send *text* to the ``"logger"`` process, which prints ``<time> <pid>: <text>``."""
-    proc = current_process()
-    proc.node.nsend("logger", LogMessage(log_time(), proc.pid, text))
+    current_node().nsend("logger", LogMessage(log_time(), current_process().pid, text))

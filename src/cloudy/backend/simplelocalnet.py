@@ -35,6 +35,7 @@ from ..aio import run
 from ..closure import RemoteTable
 from ..errors import CloudyError
 from ..identity import NodeId, ProcessId, port_number
+from ..message import Message
 from ..messages import NodeMonitorNotification, ProcessMonitorNotification, WhereIsReply
 from ..node import DEFAULT_CONNECT_TIMEOUT, LocalNode
 from ..process import (
@@ -57,7 +58,6 @@ from ..process import (
     whereis_remote_async,
 )
 from ..transport.discovery import DEFAULT_GROUP, DEFAULT_PORT, Discovery, interface_address
-from ..wire.codec import Message
 
 __all__ = [
     "DEFAULT_GROUP",

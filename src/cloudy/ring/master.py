@@ -20,10 +20,20 @@ from typing import TypeVar
 
 import msgspec
 
-from ..errors import CloudyError
-from ..identity import MonitorRef, NodeId, ProcessId
-from ..messages import ProcessMonitorNotification
-from ..process import get_self_pid, match, match_any, monitor, receive_timeout, send, spawn
+from .. import (
+    CloudyError,
+    MonitorRef,
+    NodeId,
+    ProcessId,
+    ProcessMonitorNotification,
+    get_self_pid,
+    match,
+    match_any,
+    monitor,
+    receive_timeout,
+    send,
+    spawn,
+)
 from .model import Model, get_model
 from .protocol import Agree, Outcome, Phase, PhaseAck, PhaseName, Poll, PollReply, Ready, Setup
 

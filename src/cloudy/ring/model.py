@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..closure import Closure, closure
-from ..identity import ProcessId
-from ..process import send
+from .. import Closure, ProcessId, closure, send
 from .protocol import Kick
 from .slave import ring_slave
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import enum
 
-from ..identity import NodeId, ProcessId
-from ..wire.codec import Message
+from .. import Message, NodeId, ProcessId
 
 __all__ = [
     "Ack",

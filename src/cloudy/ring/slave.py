@@ -3,11 +3,12 @@
 Theory of operation
 -------------------
 The process owns its mailbox loop: each turn it takes *every* message waiting
-(peers' messages, confirmations, the master's phase changes), updates its
-bookkeeping, and only then sends — at most one broadcast, or one `Ack` — so
-receiving is always preferred over sending and nothing starves. There is no task
-switch per message: a turn that finds messages waiting yields to the event loop
-once and goes on; only an empty mailbox makes it wait.
+(`receive_all`: peers' messages, confirmations, the master's phase changes),
+updates its bookkeeping, and only then sends — at most one broadcast, or one
+`Ack`, each encoded once for all peers (`send_many`) — so receiving is always
+preferred over sending and nothing starves. There is no task switch per message:
+a turn that finds messages waiting yields to the event loop once and goes on;
+only an empty mailbox makes it wait.
 
 Bookkeeping, per ring position p (this process included):
 
@@ -29,10 +30,17 @@ import sys
 import time
 from collections import deque
 
-from ..closure import remotable
-from ..messages import ProcessMonitorNotification
-from ..node import current_process
-from ..process import expect, get_self_node, monitor, say, send
+from .. import (
+    ProcessMonitorNotification,
+    expect,
+    get_self_node,
+    monitor,
+    receive_all,
+    remotable,
+    say,
+    send,
+    send_many,
+)
 from .protocol import (
     Ack,
     Agree,
@@ -60,8 +68,6 @@ STOP = PhaseName.STOP
 @remotable
 async def ring_slave() -> None:
     """A ring slave: waits for its `Setup`, then follows the master through the phases."""
-    proc = current_process()
-    node = proc.node
     setup = await expect(Setup)
     master = setup.master
     peers = setup.peers
@@ -90,17 +96,11 @@ async def ring_slave() -> None:
     generated = 0
     my_approved = 0
     sent_state: tuple[tuple[int, ...], int] = ((0,) * n, 0)
-    deliver = node.send
 
     while True:
-        mb = proc.mailbox
-        if not mb:
-            await proc.wait()
-            continue
         forward = 0  # the index to broadcast next, when this turn brings a reason to
         approvals_changed = False
-        while mb:
-            msg = mb.popleft()
+        for msg in await receive_all():
             t = type(msg)
             if t is Msg:
                 frm = msg.frm
@@ -175,15 +175,10 @@ async def ring_slave() -> None:
         if forward and phase is SEND:
             out = Msg(forward, m(seed, forward), me, generated, list(recv_upto), my_approved)
             generated = forward
-            for pid in broadcast_order:
-                deliver(pid, out)
+            send_many(broadcast_order, out)
             sent_state = (tuple(recv_upto), my_approved)
         elif phase >= GRACE and others:
             state = (tuple(recv_upto), my_approved)
             if state != sent_state:
                 sent_state = state
-                ack = Ack(me, list(recv_upto), my_approved)
-                for pid in others:
-                    deliver(pid, ack)
-        if mb:
-            await proc.checkpoint()
+                send_many(others, Ack(me, list(recv_upto), my_approved))

@@ -216,7 +216,6 @@ class Transport:
             self._ssl_server = self._ssl_client = ssl
         self._server: asyncio.Server | None = None
         self._conns: set[Connection] = set()
-        self._heartbeat: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Transport {self.local} connections={len(self._conns)}>"
@@ -249,7 +248,6 @@ class Transport:
             reuse_address=True,
             backlog=1024,
         )
-        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="cloudy-heartbeat")
         sockets = self._server.sockets
         return int(sockets[0].getsockname()[1]) if sockets else port
 
@@ -290,7 +288,11 @@ class Transport:
             raise NodeUnreachable(node, e.strerror or str(e)) from None
         return conn
 
-    async def _heartbeat_loop(self) -> None:
+    async def heartbeat(self) -> None:
+        """Tick idle connections and drop silent ones, until cancelled.
+
+        The caller owns this task (the node runs it with its other background tasks).
+        """
         # Tick five times per timeout so that one or two late ticks (a busy loop, a
         # GC pause) never look like a dead peer.
         period = self.heartbeat_timeout / 5
@@ -313,10 +315,6 @@ class Transport:
 
     async def close(self) -> None:
         """Stop listening and close every connection."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
         if self._server is not None:
             self._server.close()
         for conn in list(self._conns):

@@ -1,11 +1,11 @@
-"""Message types and the msgspec codec that carries them across the wire.
+"""The msgspec codec that carries messages across the wire.
 
 Theory of operation
 -------------------
 A *message* is either plain data (None, bool, int, float, str, bytes, and tuples,
 lists and dicts of messages) or an instance of a registered Struct: a subclass of
-`Message`, or one of the identity types. Subclassing `Message` registers the class
-under its qualified name (``module.QualName``), which is also its msgspec tag.
+`Message`, or one of the identity types (see `cloudy.message`, which owns the
+registry; this module only keeps caches derived from it, dropped when it changes).
 
 Fields with a declared type (``n: int``, ``pid: ProcessId``) are encoded natively
 by msgspec, which is fast. Positions typed ``Any``/``object`` — and a message sent
@@ -25,24 +25,24 @@ from __future__ import annotations
 import logging
 import typing
 from collections.abc import Callable
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 import msgspec
 
+from .. import message
 from ..errors import EncodeError
-from ..identity import MonitorRef, NodeId, ProcessId, SendPort
 
 log = logging.getLogger("cloudy.codec")
 
 __all__ = [
     "EXT_STRUCT",
     "EXT_TUPLE",
-    "Message",
     "Undecodable",
+    "counter",
     "decode_term",
     "encode_term",
     "ext_hook",
-    "registered_types",
+    "find_undecodable",
     "to_wire",
 ]
 
@@ -51,77 +51,29 @@ EXT_STRUCT = 2
 
 _SCALARS = frozenset({type(None), bool, int, float, str, bytes})
 
-# tag -> class, for every Struct that may appear inside an Any position
-_registry: dict[str, type[msgspec.Struct]] = {}
+# Derived from the message registry, and dropped whenever it changes:
 # classes whose fields must be walked before encoding, with the walk per field
 _walkers: dict[type[msgspec.Struct], tuple[tuple[str, Callable[[Any], Any]], ...]] = {}
-_generation = 0
-# Registered Struct types with nothing to walk: `to_wire` encodes them straight away.
+# registered Struct types with nothing to walk: `to_wire` encodes them straight away
 _flat_structs: set[type] = set()
-_last_sent: Any = None
-_last_ext: Any = None
+# the decoder for every registered Struct (built on first use)
+_struct_decoder: msgspec.msgpack.Decoder[Any] | None = None
+
+
+def _registry_changed() -> None:
+    global _struct_decoder
+    _walkers.clear()
+    _flat_structs.clear()
+    _struct_decoder = None
+
+
+message.on_change(_registry_changed)
 
 
 class Undecodable(msgspec.Struct, frozen=True):
     """Stands in for a value the decoder could not rebuild (unknown type, bad bytes)."""
 
     cause: str
-
-
-class _MessageMeta(msgspec.StructMeta):
-    """Gives every `Message` subclass its qualified name as tag, and registers it."""
-
-    def __new__(
-        mcls, name: str, bases: tuple[type, ...], ns: dict[str, Any], **kwargs: Any
-    ) -> _MessageMeta:
-        is_root = kwargs.pop("_root", False)
-        # Set here rather than in class keywords so that type checkers do not ask
-        # every user subclass to repeat frozen=True.
-        kwargs.setdefault("frozen", True)
-        kwargs.setdefault("array_like", True)
-        if not is_root:
-            kwargs.setdefault("tag", f"{ns['__module__']}.{ns['__qualname__']}")
-        cls = super().__new__(mcls, name, bases, ns, **kwargs)
-        if not is_root:
-            register_type(typing.cast(type[msgspec.Struct], cls))
-        return cls
-
-
-class Message(msgspec.Struct, metaclass=_MessageMeta, _root=True):
-    """Base class of user message types: an immutable, typed record.
-
-    ``class Ping(Message): reply_to: ProcessId`` declares a message that can be sent
-    to any process, local or remote. Fields may hold plain data, other messages and
-    identifiers, also inside ``Any``-typed fields and containers.
-    """
-
-    __cloudy_message__: ClassVar[bool] = True
-
-
-def register_type(cls: type[msgspec.Struct]) -> None:
-    """Make *cls* (a tagged Struct) decodable inside ``Any`` positions."""
-    global _generation
-    tag = cls.__struct_config__.tag
-    if not isinstance(tag, str):
-        raise TypeError(f"{cls.__qualname__} needs a string tag to be registered")
-    known = _registry.get(tag)
-    if known is not None and known is not cls:
-        # Re-definition (a module reloaded, a class defined inside a function twice):
-        # the newest definition wins, as it would for a plain name.
-        pass
-    _registry[tag] = cls
-    _walkers.pop(cls, None)
-    _generation += 1
-    _flat_structs.clear()
-
-
-def registered_types() -> dict[str, type[msgspec.Struct]]:
-    """A copy of the tag → class table."""
-    return dict(_registry)
-
-
-for _cls in (NodeId, ProcessId, MonitorRef, SendPort):
-    register_type(_cls)
 
 
 # --- encoding --------------------------------------------------------------------
@@ -192,13 +144,9 @@ def to_wire(v: Any) -> Any:
 
     Raises `EncodeError` for values that are neither plain data nor registered types.
     """
-    global _last_sent, _last_ext
     t = type(v)
     if t in _flat_structs:  # the hot path: a registered message with no Any fields
-        if v is not _last_sent:  # a broadcast encodes its (immutable) message once
-            _last_ext = msgspec.msgpack.Ext(EXT_STRUCT, _encode(v))
-            _last_sent = v
-        return _last_ext
+        return msgspec.msgpack.Ext(EXT_STRUCT, _encode(v))
     if t in _SCALARS:
         return v
     if t is list:
@@ -209,7 +157,7 @@ def to_wire(v: Any) -> Any:
         return {k: to_wire(x) for k, x in v.items()}
     if isinstance(v, msgspec.Struct):
         tag = t.__struct_config__.tag
-        if not isinstance(tag, str) or _registry.get(tag) is not t:
+        if not isinstance(tag, str) or message.lookup(tag) is not t:
             raise EncodeError(f"{t.__qualname__} is not a registered message type")
         if not _walkers_for(t) and t.__struct_config__.frozen:
             _flat_structs.add(t)
@@ -229,21 +177,16 @@ def encode_term(v: Any) -> bytes:
 
 # --- decoding --------------------------------------------------------------------
 
-_struct_decoder: msgspec.msgpack.Decoder[Any] | None = None
-_struct_decoder_generation = -1
-
 
 def _decoder_for_structs() -> msgspec.msgpack.Decoder[Any]:
-    global _struct_decoder, _struct_decoder_generation
-    if _struct_decoder is None or _struct_decoder_generation != _generation:
-        types = tuple(_registry.values())
-        try:
-            _struct_decoder = _union_decoder(types)
-        except Exception:  # a type msgspec cannot use: leave it out, keep the others
-            usable = tuple(t for t in types if _usable(t))
-            _struct_decoder = _union_decoder(usable)
-        _struct_decoder_generation = _generation
-    return _struct_decoder
+    global _struct_decoder
+    types = message.registered()
+    try:
+        decoder = _union_decoder(types)
+    except Exception:  # a type msgspec cannot use: leave it out, keep the others
+        decoder = _union_decoder(tuple(t for t in types if _usable(t)))
+    _struct_decoder = decoder
+    return decoder
 
 
 def _union_decoder(types: tuple[type, ...]) -> msgspec.msgpack.Decoder[Any]:
@@ -294,9 +237,7 @@ def ext_hook(code: int, data: memoryview) -> Any:
     """Rebuild a tuple or a registered Struct; never raises (see `Undecodable`)."""
     try:
         if code == EXT_STRUCT:
-            decoder = _struct_decoder
-            if decoder is None or _struct_decoder_generation != _generation:
-                decoder = _decoder_for_structs()
+            decoder = _struct_decoder or _decoder_for_structs()
             return decoder.decode(data)
         if code == EXT_TUPLE:
             return tuple(_any_decoder.decode(data))

@@ -32,7 +32,6 @@ __all__ = [
     "Reply",
     "Send",
     "SpawnRequest",
-    "Unlink",
     "Unmonitor",
     "WhereIs",
     "decode_items",
@@ -82,11 +81,7 @@ class Unmonitor(_Item, tag=4):
     target: ProcessId
 
 
-class Unlink(_Item, tag=5):
-    """Drop every link from *linker* to local *target*."""
-
-    linker: ProcessId
-    target: ProcessId
+# tag 5 was Unlink, never sent: unlinking drops the link's monitor (`Unmonitor`)
 
 
 class Died(_Item, tag=6):
@@ -136,19 +131,7 @@ class WhereIs(_Item, tag=10):
     reply_to: ProcessId
 
 
-Item = (
-    Send
-    | NSend
-    | ChanSend
-    | Monitor
-    | Unmonitor
-    | Unlink
-    | Died
-    | Exit
-    | SpawnRequest
-    | Reply
-    | WhereIs
-)
+Item = Send | NSend | ChanSend | Monitor | Unmonitor | Died | Exit | SpawnRequest | Reply | WhereIs
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[list[Item]] = msgspec.msgpack.Decoder(

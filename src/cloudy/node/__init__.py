@@ -1,0 +1,42 @@
+"""The node: processes, their mailboxes, routing, names, monitors and the controller.
+
+`LocalNode` composes the parts, one idea per module (see ``local_node.py``).
+"""
+
+from .local_node import (
+    CURRENT_NODE,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_HEARTBEAT_TIMEOUT,
+    LocalNode,
+    current_node,
+)
+from .logger import log_time
+from .mailbox import (
+    CURRENT_PROCESS,
+    REDUCTIONS,
+    Match,
+    Process,
+    ReceivePortState,
+    current_process,
+    expect,
+    take,
+    take_all,
+)
+
+__all__ = [
+    "CURRENT_NODE",
+    "CURRENT_PROCESS",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_HEARTBEAT_TIMEOUT",
+    "REDUCTIONS",
+    "LocalNode",
+    "Match",
+    "Process",
+    "ReceivePortState",
+    "current_node",
+    "current_process",
+    "expect",
+    "log_time",
+    "take",
+    "take_all",
+]

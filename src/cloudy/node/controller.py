@@ -1,0 +1,176 @@
+"""The node controller: what arrives from other nodes, one function per signal.
+
+Frames from the transport are decoded here in bulk. A `Send` (a message for a
+process) is delivered in the loop itself — the hot path; every other item is one
+of the closed set of signals in `cloudy.wire.protocol`, dispatched through one
+table to one function each. A message with a part the codec could not rebuild is
+dropped with a log line naming the peer; the rest of its frame is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from ..closure import Closure
+from ..errors import CloudyError, EncodeError
+from ..identity import NodeId, ProcessId
+from ..messages import WhereIsReply
+from ..transport.tcp import Connection
+from ..wire import protocol as P
+from ..wire.codec import Undecodable, find_undecodable, to_wire
+from ..wire.codec import counter as codec_counter
+from .mailbox import Process, exit_signal
+from .monitors import Monitors
+from .outbox import Outbox
+from .registry import Registry
+from .requests import Requests
+from .table import ProcessTable
+
+__all__ = ["Controller"]
+
+log = logging.getLogger("cloudy.node")
+
+Send = Callable[[ProcessId, Any], None]
+SpawnClosure = Callable[[Closure, "asyncio.Future[Any] | None"], Process]
+
+
+class Controller:
+    """Receives the frames of every connection of one node."""
+
+    def __init__(
+        self,
+        table: ProcessTable,
+        registry: Registry,
+        monitors: Monitors,
+        requests: Requests,
+        outbox: Outbox,
+        *,
+        send: Send,
+        spawn_closure: SpawnClosure,
+    ) -> None:
+        self._table = table
+        self._registry = registry
+        self._monitors = monitors
+        self._requests = requests
+        self._outbox = outbox
+        self._send = send
+        self._spawn_closure = spawn_closure
+
+    def frames_received(self, conn: Connection, bodies: list[bytes]) -> None:
+        procs = self._table.procs
+        for body in bodies:
+            seen = codec_counter.undecodable
+            try:
+                items = P.decode_items(body)
+            except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                log.warning(
+                    "closing connection from %s: undecodable frame (%s)", conn.remote_node, e
+                )
+                conn.close(f"undecodable frame: {e}")
+                return
+            if codec_counter.undecodable != seen:
+                # something in this frame could not be rebuilt: drop just those messages
+                items = self._without_undecodable(conn, items)
+            for item in items:
+                if type(item) is P.Send:
+                    proc = procs.get(item.lid)
+                    if proc is not None:
+                        proc.deliver(item.payload)
+                else:
+                    _HANDLERS[type(item)](self, conn, item)
+
+    def _without_undecodable(self, conn: Connection, items: list[P.Item]) -> list[P.Item]:
+        kept = []
+        for item in items:
+            # messages for processes are dropped; the controller's own requests
+            # (spawn arguments, replies) carry their errors back to the caller
+            is_message = type(item) in (P.Send, P.NSend, P.ChanSend)
+            bad = find_undecodable(item) if is_message else None
+            if bad is None:
+                kept.append(item)
+            else:
+                log.warning("dropped a message from %s: %s", conn.remote_node, bad.cause)
+        return kept
+
+    # --- one function per signal ----------------------------------------------------
+
+    def _on_nsend(self, conn: Connection, item: P.NSend) -> None:
+        pid = self._registry.whereis(item.name)
+        if pid is not None:
+            self._send(pid, item.payload)
+
+    def _on_chan_send(self, conn: Connection, item: P.ChanSend) -> None:
+        proc = self._table.procs.get(item.lid)
+        if proc is not None and proc.ports is not None:
+            port = proc.ports.get(item.cid)
+            if port is not None:
+                port.deliver(item.payload)
+
+    def _on_monitor(self, conn: Connection, item: P.Monitor) -> None:
+        self._monitors.on_monitor(item)
+
+    def _on_unmonitor(self, conn: Connection, item: P.Unmonitor) -> None:
+        self._monitors.on_unmonitor(item)
+
+    def _on_died(self, conn: Connection, item: P.Died) -> None:
+        self._monitors.on_died(item)
+
+    def _on_exit(self, conn: Connection, item: P.Exit) -> None:
+        # by number: the sender may know this node under another name (an alias)
+        proc = self._table.procs.get(item.target.lid)
+        if proc is not None:
+            proc.signal(exit_signal(item.sender, item.reason, item.kill))
+
+    def _on_spawn(self, conn: Connection, item: P.SpawnRequest) -> None:
+        origin = conn.remote_node
+        args = item.args
+        if type(args) is Undecodable or not isinstance(args, tuple | list):
+            self._outbox.enqueue(origin, P.Reply(item.req, None, f"bad arguments for {item.name}"))
+            return
+        done: asyncio.Future[Any] | None = None
+        if item.call:
+            done = asyncio.get_running_loop().create_future()
+            done.add_done_callback(lambda f: self._reply_call(origin, item.req, item.name, f))
+        try:
+            proc = self._spawn_closure(Closure(item.name, tuple(args)), done)
+        except CloudyError as e:
+            self._outbox.enqueue(origin, P.Reply(item.req, None, str(e)))
+            return
+        if not item.call:
+            self._outbox.enqueue(origin, P.Reply(item.req, to_wire(proc.pid), None))
+
+    def _reply_call(self, origin: NodeId, req: int, name: str, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            reply = P.Reply(req, None, f"{name} was cancelled on {self._table.node_id}")
+        elif (e := fut.exception()) is not None:
+            reply = P.Reply(req, None, f"{type(e).__name__}: {e}")
+        else:
+            try:
+                reply = P.Reply(req, to_wire(fut.result()), None)
+            except EncodeError as e:
+                reply = P.Reply(req, None, f"the result of {name} cannot be sent: {e}")
+        self._outbox.enqueue(origin, reply)
+
+    def _on_reply(self, conn: Connection, item: P.Reply) -> None:
+        self._requests.on_reply(item)
+
+    def _on_whereis(self, conn: Connection, item: P.WhereIs) -> None:
+        self._send(item.reply_to, WhereIsReply(item.name, self._registry.whereis(item.name)))
+
+
+_HANDLERS: dict[type, Callable[[Controller, Connection, Any], None]] = {
+    P.NSend: Controller._on_nsend,
+    P.ChanSend: Controller._on_chan_send,
+    P.Monitor: Controller._on_monitor,
+    P.Unmonitor: Controller._on_unmonitor,
+    P.Died: Controller._on_died,
+    P.Exit: Controller._on_exit,
+    P.SpawnRequest: Controller._on_spawn,
+    P.Reply: Controller._on_reply,
+    P.WhereIs: Controller._on_whereis,
+}

@@ -1,0 +1,371 @@
+"""`LocalNode`: one node's configuration, start and close, its processes and routing.
+
+Theory of operation
+-------------------
+A node composes its parts and hands each the collaborators it needs when it is
+built, so that no part reaches back into the node:
+
+* `ProcessTable` (``table.py``) — the live processes and the node's id;
+* `Registry` (``registry.py``) — names;
+* `Outbox` (``outbox.py``) — connections to peers and what is on its way to them;
+* `Monitors` (``monitors.py``) — who watches whom, here and on other nodes;
+* `Requests` (``requests.py``) — remote spawns and calls awaiting a reply;
+* `Controller` (``controller.py``) — what arrives from peers;
+* the runner (``runner.py``) runs each process and reports its end to `_ended`.
+
+The node itself routes messages (local: a mailbox append; remote: the outbox),
+starts processes, and owns every background task (dials, the heartbeat), which
+`close` cancels and waits for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+from ..closure import Closure, RemoteTable, default_remote_table
+from ..cookie import resolve_cookie
+from ..errors import (
+    NodeClosedError,
+    NodeUnreachable,
+    NotInProcessError,
+    RemoteCallError,
+    SpawnError,
+)
+from ..identity import NodeId, ProcessId, SendPort, port_number
+from ..messages import AnyDiedReason, WhereIsReply
+from ..transport.tcp import Connection, SSLConfig, Transport
+from ..wire import protocol as P
+from ..wire.codec import to_wire
+from ..wire.framing import DEFAULT_MAX_FRAME
+from .controller import Controller
+from .logger import logger_loop
+from .mailbox import Killed, Process, ProcessState, ReceivePortState, enter, exit_signal
+from .monitors import Monitors
+from .outbox import Outbox
+from .registry import Registry
+from .requests import Requests
+from .runner import run_process
+from .table import ProcessTable
+
+__all__ = [
+    "CURRENT_NODE",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_HEARTBEAT_TIMEOUT",
+    "LocalNode",
+    "current_node",
+]
+
+# Dialling a node that does not answer: long enough for a loaded LAN, short
+# enough that `spawn` towards a dead host fails while the user still cares.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+# Silence after which a peer is declared lost (Erlang: 45-75 s; CH: never).
+DEFAULT_HEARTBEAT_TIMEOUT = 5.0
+
+_current_node: contextvars.ContextVar[LocalNode] = contextvars.ContextVar("cloudy_node")
+#: The node of the calling process, or None outside a process: ``CURRENT_NODE.get(None)``.
+CURRENT_NODE = _current_node
+
+
+def current_node() -> LocalNode:
+    """The node the calling process runs on; raises `NotInProcessError` outside one."""
+    node = _current_node.get(None)
+    if node is None:
+        raise NotInProcessError("this must be called from inside a cloudy process")
+    return node
+
+
+class LocalNode:
+    """A cloudy node: runs processes and talks to other nodes over TCP.
+
+    Use it as an async context manager::
+
+        async with LocalNode("127.0.0.1", 0) as node:
+            result = await node.run_process(main)
+
+    *port* 0 picks a free port (then see `node_id`). *cookie* defaults to
+    ``$CLOUDY_COOKIE`` or ``~/.cloudy/cookie``. Leaving the block kills every
+    process still running and closes every connection.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | str = 0,
+        remote_table: RemoteTable | None = None,
+        *,
+        cookie: str | bytes | None = None,
+        ssl: SSLConfig | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+        max_frame_size: int = DEFAULT_MAX_FRAME,
+        logger: bool = True,
+    ) -> None:
+        self.host = host
+        self.node_id = NodeId(host, port_number(port))
+        self.remote_table = remote_table if remote_table is not None else default_remote_table
+        self._cookie = resolve_cookie(cookie)
+        self._ssl = ssl
+        self._connect_timeout = connect_timeout
+        self._heartbeat_timeout = heartbeat_timeout
+        self._want_logger = logger
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._transport: Transport | None = None
+        self._closing = False
+        self._table = ProcessTable(self.node_id)
+        #: The live processes by local id (read-only: the node keeps it).
+        self.processes = self._table.procs
+        self._outbox = Outbox(max_frame_size=max_frame_size, own=self._own, lost=self._node_lost)
+        self.registry = Registry(self._table)
+        self.monitors = Monitors(self._table, self._outbox)
+        self._requests = Requests(self._table, self._outbox)
+        self._controller = Controller(
+            self._table,
+            self.registry,
+            self.monitors,
+            self._requests,
+            self._outbox,
+            send=self.send,
+            spawn_closure=self._spawn_closure,
+        )
+
+    def __repr__(self) -> str:
+        peers = len(self._outbox.peers)
+        return f"<LocalNode {self.node_id} processes={len(self._table)} peers={peers}>"
+
+    @property
+    def cookie(self) -> bytes:
+        """The secret this node proves to its peers (and expects them to prove)."""
+        return self._cookie
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds a dial may take before the peer is judged unreachable."""
+        return self._connect_timeout
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` has begun: the node starts no process and dials no peer."""
+        return self._closing
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> LocalNode:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Listen on the node's address and start the logger process.
+
+        Raises `OSError` when the address cannot be bound (port in use, unknown host).
+        """
+        transport = self._transport = Transport(
+            self,
+            cookie=self._cookie,
+            local=self.node_id,
+            ssl=self._ssl,
+            connect_timeout=self._connect_timeout,
+            heartbeat_timeout=self._heartbeat_timeout,
+            max_frame_size=self._outbox.max_frame_size,
+        )
+        port = await transport.listen(self.host, self.node_id.port)
+        self.node_id = self._table.node_id = transport.local = NodeId(self.host, port)
+        self._outbox.transport = transport
+        self._own(transport.heartbeat(), "cloudy-heartbeat")
+        if self._want_logger:
+            self.registry.register("logger", self.fork_process(logger_loop))
+
+    async def close(self) -> None:
+        """Kill every process, close every connection, and wait for it all to end."""
+        if self._closing:
+            return
+        self._closing = self._outbox.closing = True
+        procs = list(self._table.procs.values())
+        tasks = [p.task for p in procs if p.task is not None]
+        for p in procs:
+            p.signal(Killed("node shutting down"))
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
+        self._outbox.flush()
+        self._requests.close()
+        if self._transport is not None:
+            await self._transport.close()
+
+    def _own(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run *coro* as a background task of this node, cancelled by `close`."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- processes --------------------------------------------------------------------
+
+    def fork_process(self, fn: Callable[..., Any], *args: Any) -> ProcessId:
+        """Start ``fn(*args)`` as a process and return its pid at once."""
+        return self._spawn(fn, args, None).pid
+
+    async def run_process(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` as a process; return its result or raise its exception."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._spawn(fn, args, done)
+        return await done
+
+    def _spawn(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], done: asyncio.Future[Any] | None
+    ) -> Process:
+        if self._closing:
+            raise NodeClosedError(f"{self.node_id} is closed")
+        proc = Process(self._table.new_pid(), done)
+        self._table.procs[proc.pid.lid] = proc
+        ctx = enter(proc)
+        ctx.run(_current_node.set, self)
+        proc.task = asyncio.get_running_loop().create_task(
+            run_process(proc, fn, args, self._ended), context=ctx
+        )
+        return proc
+
+    def _ended(self, proc: Process, reason: AnyDiedReason) -> None:
+        """Everything that follows the end of *proc*: tell monitors and links, clean up."""
+        proc.state = ProcessState.DEAD
+        pid = proc.pid
+        self._table.procs.pop(pid.lid, None)
+        self.registry.process_ended(pid)
+        self.monitors.process_ended(pid, reason)
+        proc.mailbox = None
+        proc.ports = None
+
+    async def spawn(self, node: NodeId, clo: Closure) -> ProcessId:
+        """Start *clo* on *node* (see `cloudy.spawn`)."""
+        if node == self.node_id:
+            return self._spawn_closure(clo, None).pid
+        pid = await self._requests.request(
+            node, lambda req: P.SpawnRequest(req, clo.name, to_wire(clo.args), False)
+        )
+        assert isinstance(pid, ProcessId), repr(pid)
+        return pid
+
+    async def call(self, node: NodeId, clo: Closure) -> Any:
+        """Run *clo* on *node* and return its result (see `cloudy.call`)."""
+        if node == self.node_id:
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._spawn_closure(clo, done)
+            try:
+                return await done
+            except Exception as e:
+                raise RemoteCallError(node, f"{type(e).__name__}: {e}") from e
+        return await self._requests.request(
+            node, lambda req: P.SpawnRequest(req, clo.name, to_wire(clo.args), True)
+        )
+
+    def _spawn_closure(self, clo: Closure, done: asyncio.Future[Any] | None) -> Process:
+        fn = self.remote_table.lookup(clo.name)
+        if fn is None:
+            raise SpawnError(f"{clo.name!r} is not in the remote table of {self.node_id}")
+        return self._spawn(fn, tuple(clo.args), done)
+
+    # --- messaging --------------------------------------------------------------------
+
+    def send(self, pid: ProcessId, msg: Any) -> None:
+        """Deliver *msg* to *pid*; silently dropped if no such process exists."""
+        if pid.node == self.node_id:
+            proc = self._table.procs.get(pid.lid)
+            if proc is not None:
+                proc.deliver(msg)
+        else:
+            self._outbox.enqueue(pid.node, P.Send(pid.lid, to_wire(msg)))
+
+    def send_many(self, pids: Iterable[ProcessId], msg: Any) -> None:
+        """`send` *msg* to each of *pids* in turn, encoding it once for all remote ones."""
+        wire: Any = None
+        here = self.node_id
+        procs = self._table.procs
+        enqueue = self._outbox.enqueue
+        for pid in pids:
+            if pid.node == here:
+                proc = procs.get(pid.lid)
+                if proc is not None:
+                    proc.deliver(msg)
+            else:
+                if wire is None:
+                    wire = to_wire(msg)
+                enqueue(pid.node, P.Send(pid.lid, wire))
+
+    def nsend(self, name: str, msg: Any) -> None:
+        """Send to the process registered locally as *name* (dropped if none)."""
+        pid = self.registry.whereis(name)
+        if pid is not None:
+            self.send(pid, msg)
+
+    def nsend_remote(self, node: NodeId, name: str, msg: Any) -> None:
+        """Send to the process registered as *name* on *node*."""
+        if node == self.node_id:
+            self.nsend(name, msg)
+        else:
+            self._outbox.enqueue(node, P.NSend(name, to_wire(msg)))
+
+    def new_port(self, proc: Process) -> tuple[SendPort, ReceivePortState]:
+        """A new typed channel owned by *proc*."""
+        if proc.ports is None:
+            proc.ports = {}
+        cid = self._table.next_number()
+        state = proc.ports[cid] = ReceivePortState()
+        return SendPort(proc.pid, cid), state
+
+    def send_chan(self, port: SendPort, msg: Any) -> None:
+        """Deliver *msg* on a typed channel; dropped if its owner has ended."""
+        pid = port.pid
+        if pid.node == self.node_id:
+            proc = self._table.procs.get(pid.lid)
+            state = proc.ports.get(port.cid) if proc is not None and proc.ports else None
+            if state is not None:
+                state.deliver(msg)
+        else:
+            self._outbox.enqueue(pid.node, P.ChanSend(pid.lid, port.cid, to_wire(msg)))
+
+    def whereis_remote_async(self, reply_to: ProcessId, node: NodeId, name: str) -> None:
+        """Have *node* send a `WhereIsReply` about *name* to *reply_to*."""
+        if node == self.node_id:
+            self.send(reply_to, WhereIsReply(name, self.registry.whereis(name)))
+        else:
+            self._outbox.enqueue(node, P.WhereIs(name, reply_to))
+
+    def exit(self, sender: ProcessId, target: ProcessId, reason: Any, kill: bool) -> None:
+        """Raise an exit signal in *target* (end it, when *kill*)."""
+        if target.node == self.node_id:
+            proc = self._table.procs.get(target.lid)
+            if proc is not None:
+                proc.signal(exit_signal(sender, reason, kill))
+        else:
+            self._outbox.enqueue(target.node, P.Exit(target, sender, to_wire(reason), kill))
+
+    # --- the registry, for code outside any process -------------------------------------
+
+    def register(self, name: str, pid: ProcessId) -> None:
+        """Register *name* for *pid* (see `cloudy.register`)."""
+        self.registry.register(name, pid)
+
+    def whereis(self, name: str) -> ProcessId | None:
+        """The pid registered as *name* on this node, or None."""
+        return self.registry.whereis(name)
+
+    # --- what the transport tells us ------------------------------------------------
+
+    def frames_received(self, conn: Connection, bodies: list[bytes]) -> None:
+        self._controller.frames_received(conn, bodies)
+
+    def connection_up(self, conn: Connection) -> None:
+        self._outbox.connection_up(conn)
+
+    def connection_lost(self, conn: Connection, reason: str) -> None:
+        self._outbox.connection_lost(conn, reason)
+
+    def _node_lost(self, node: NodeId, error: NodeUnreachable) -> None:
+        self.monitors.node_lost(node)
+        self._requests.node_lost(node, error)

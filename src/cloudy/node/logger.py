@@ -1,0 +1,26 @@
+"""The ``"logger"`` process every node starts, and the timestamp `say` puts on a line."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ..messages import LogMessage
+from .mailbox import current_process, take_all
+
+__all__ = ["log_time", "logger_loop"]
+
+
+async def logger_loop() -> None:
+    """Print each `LogMessage` as ``<time> <pid>: <text>`` on stderr; drop anything else."""
+    proc = current_process()
+    while True:
+        for msg in await take_all(proc):
+            if isinstance(msg, LogMessage):
+                print(f"{msg.time} {msg.pid}: {msg.text}", file=sys.stderr, flush=True)
+
+
+def log_time() -> str:
+    """The timestamp `say` puts on a line."""
+    now = time.time()
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"

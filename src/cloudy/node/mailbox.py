@@ -1,0 +1,347 @@
+"""One process's record: its mailbox, selective receive, waiting, and signals.
+
+Theory of operation
+-------------------
+A process is an asyncio task running a user coroutine, plus a `Process` record
+holding its mailbox (a deque, made on first delivery so idle processes stay
+small) and at most one *waiter* future, set only while the process is blocked in
+a receive. Delivering a message is a deque append, and a wake-up only if the
+owner is actually waiting: a process that finds a matching message already in its
+mailbox pays no task switch (every `REDUCTIONS` receives it yields once anyway, as
+Erlang's reduction count does, so it cannot starve the loop).
+
+Asynchronous signals (`exit`, `kill`, a linked process dying) are queued on the
+target and its task is cancelled; the cancellation surfaces at the target's next
+await. Inside cloudy's own waits it is turned back into the signal's exception
+(`ProcessExitException`, `ProcessLinkException`), which user code may catch; at
+any other await it ends the process with that reason.
+
+Ownership rule: this file owns what belongs to one process alone — its mailbox,
+its waiter, its queue of signals, its reduction count and its channels' queues.
+Tables that relate processes to each other (names, monitors, links) live in
+``registry.py`` and ``monitors.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+from ..errors import NotInProcessError, ProcessExitException
+from ..identity import ProcessId
+
+__all__ = [
+    "CURRENT_PROCESS",
+    "REDUCTIONS",
+    "Killed",
+    "Match",
+    "Process",
+    "ProcessState",
+    "ReceivePortState",
+    "current_process",
+    "exit_signal",
+    "expect",
+    "take",
+    "take_all",
+]
+
+# Receives served from the mailbox without waiting before a process yields once.
+REDUCTIONS = 2000
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class ProcessState(enum.Enum):
+    RUNNING = "running"
+    DEAD = "dead"
+
+
+class Killed(BaseException):
+    """Ends a process unconditionally (`kill`): not an `Exception`, so not caught by accident."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def exit_signal(sender: ProcessId, reason: Any, kill: bool) -> BaseException:
+    """What `exit` (or, with *kill*, `kill`) from *sender* raises in its target."""
+    if kill:
+        return Killed(f"killed by {sender}: {reason}")
+    return ProcessExitException(sender, reason)
+
+
+class ReceivePortState:
+    """The queue of one typed channel, and its owner's waiter while it waits on it."""
+
+    __slots__ = ("queue", "waiter")
+
+    def __init__(self) -> None:
+        self.queue: deque[Any] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def deliver(self, msg: Any) -> None:
+        self.queue.append(msg)
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+
+
+class Process:
+    """The node's record of one process."""
+
+    __slots__ = (
+        "__weakref__",
+        "done",
+        "mailbox",
+        "pending",
+        "pid",
+        "ports",
+        "reductions",
+        "started",
+        "state",
+        "task",
+        "waiter",
+    )
+
+    def __init__(self, pid: ProcessId, done: asyncio.Future[Any] | None = None) -> None:
+        self.pid = pid
+        self.state = ProcessState.RUNNING
+        self.task: asyncio.Task[None] | None = None
+        self.mailbox: deque[Any] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.pending: list[BaseException] | None = None
+        self.reductions = 0
+        self.started = False
+        self.ports: dict[int, ReceivePortState] | None = None
+        # the result of `run_process`: set when the process ends
+        self.done = done
+
+    def __repr__(self) -> str:
+        queued = len(self.mailbox) if self.mailbox else 0
+        return f"<Process {self.pid} {self.state.value} mailbox={queued}>"
+
+    def deliver(self, msg: Any) -> None:
+        mb = self.mailbox
+        if mb is None:
+            mb = self.mailbox = deque()
+        mb.append(msg)
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():  # cancelled by a signal that has not surfaced yet
+                w.set_result(None)
+
+    def signal(self, exc: BaseException) -> None:
+        """Queue an asynchronous exception and interrupt the process's current await."""
+        if self.state is ProcessState.DEAD or self.task is None:
+            return
+        if self.pending is None:
+            self.pending = []
+        # One cancel stands for the whole queue (`take_signal` re-arms it): a cancel
+        # per signal would leave the task's cancelling() count above zero for good.
+        # A kill cancels regardless, in case the process swallowed an earlier cancel.
+        first = not self.pending
+        if isinstance(exc, Killed):
+            self.pending.insert(0, exc)
+        else:
+            self.pending.append(exc)
+        if self.started and (first or isinstance(exc, Killed)):
+            self.task.cancel()
+        # else: cancelling a task that has not run would skip the runner entirely
+        # (and so its cleanup); it takes the signal when it starts.
+
+    def take_signal(self) -> BaseException | None:
+        """After a CancelledError: the queued signal it stood for, if any."""
+        pending = self.pending
+        if not pending:
+            return None
+        exc = pending.pop(0)
+        task = self.task
+        assert task is not None
+        task.uncancel()
+        if pending and not isinstance(exc, Killed):
+            task.cancel()  # the next one surfaces at the next await
+        return exc
+
+    async def guard(self, aw: Awaitable[T]) -> T:
+        """Await *aw*, turning an interruption by a signal into the signal's exception.
+
+        A cancellation that stands for no signal (the task itself was cancelled) is
+        re-raised as it came: it is aimed at the caller.
+        """
+        try:
+            return await aw
+        except asyncio.CancelledError:
+            exc = self.take_signal()
+            if exc is None:
+                raise
+            raise exc from None
+
+    async def wait(self, timeout_at: float | None = None) -> bool:
+        """Block until a message arrives (True) or *timeout_at* passes (False)."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.waiter = fut
+        handle = None
+        if timeout_at is not None:
+            handle = loop.call_at(timeout_at, _wake, fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            exc = self.take_signal()
+            if exc is None:
+                raise
+            raise exc from None
+        finally:
+            self.waiter = None
+            if handle is not None:
+                handle.cancel()
+        return timeout_at is None or loop.time() < timeout_at
+
+    async def checkpoint(self) -> None:
+        """Yield to the loop once; deliver any queued signal as its exception."""
+        await self.guard(asyncio.sleep(0))
+
+    async def count_reduction(self) -> None:
+        """Yield once every `REDUCTIONS` receives served without waiting."""
+        self.reductions += 1
+        if self.reductions >= REDUCTIONS:
+            self.reductions = 0
+            await self.checkpoint()
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+_current: contextvars.ContextVar[Process] = contextvars.ContextVar("cloudy_process")
+#: The calling process's record, or None outside a process: ``CURRENT_PROCESS.get(None)``.
+CURRENT_PROCESS = _current
+
+
+def current_process() -> Process:
+    """The calling process's record; raises `NotInProcessError` outside a process."""
+    proc = _current.get(None)
+    if proc is None:
+        raise NotInProcessError("this must be called from inside a cloudy process")
+    return proc
+
+
+def enter(proc: Process) -> contextvars.Context:
+    """A copy of the current context in which *proc* is the current process."""
+    ctx = contextvars.copy_context()
+    ctx.run(_current.set, proc)
+    return ctx
+
+
+# --- selective receive -------------------------------------------------------------
+
+
+class Match(Generic[R]):
+    """One clause of a selective receive; build it with `match`, `match_if` or `match_any`."""
+
+    __slots__ = ("handler", "predicate", "type")
+
+    def __init__(
+        self,
+        tp: type[Any] | None,
+        predicate: Callable[[Any], bool] | None,
+        handler: Callable[[Any], R | Awaitable[R]],
+    ) -> None:
+        self.type = tp
+        self.predicate = predicate
+        self.handler = handler
+
+    def __repr__(self) -> str:
+        name = self.type.__qualname__ if self.type else "any"
+        return f"<Match {name}{' if ...' if self.predicate else ''}>"
+
+    def accepts(self, msg: Any) -> bool:
+        if self.type is not None and not isinstance(msg, self.type):
+            return False
+        return self.predicate is None or bool(self.predicate(msg))
+
+
+async def take(
+    proc: Process, clauses: tuple[Match[Any], ...], seconds: float | None
+) -> tuple[Any, Match[Any]] | None:
+    """Remove and return ``(message, clause)`` for the first message some clause accepts.
+
+    Returns None when *seconds* pass first. Messages no clause accepts stay in
+    the mailbox, in order.
+    """
+    await proc.count_reduction()
+    deadline = None
+    if seconds is not None:
+        deadline = asyncio.get_running_loop().time() + max(seconds, 0.0)
+    i = 0
+    while True:
+        mb = proc.mailbox
+        if mb:
+            n = len(mb)
+            while i < n:
+                msg = mb[i]
+                for clause in clauses:
+                    if clause.accepts(msg):
+                        del mb[i]
+                        return msg, clause
+                i += 1
+        if seconds is not None and seconds <= 0:
+            return None
+        if not await proc.wait(deadline):
+            if proc.mailbox is not None and len(proc.mailbox) > i:
+                seconds = 0  # one last look at what came with the deadline
+                continue
+            return None
+
+
+async def expect(tp: type[T]) -> T:
+    """Wait for, remove and return the first message of type *tp* in the mailbox."""
+    # `take` specialised for one type and no timeout: the hottest receive there is
+    proc = _current.get(None) or current_process()
+    proc.reductions += 1
+    if proc.reductions >= REDUCTIONS:
+        proc.reductions = 0
+        await proc.checkpoint()
+    i = 0
+    while True:
+        mb = proc.mailbox
+        if mb:
+            if i == 0 and isinstance(mb[0], tp):
+                first: T = mb.popleft()
+                return first
+            n = len(mb)
+            while i < n:
+                msg = mb[i]
+                if isinstance(msg, tp):
+                    del mb[i]
+                    return msg
+                i += 1
+        await proc.wait()
+
+
+async def take_all(proc: Process) -> deque[Any]:
+    """Every message waiting, oldest first, leaving the mailbox empty.
+
+    Waits only when the mailbox is empty. When messages are already waiting it
+    first yields to the loop once, so a process that always has work lets the
+    others run (and lets more messages join this batch).
+    """
+    if proc.mailbox:
+        await proc.checkpoint()
+    else:
+        while not proc.mailbox:
+            await proc.wait()
+    taken = proc.mailbox
+    assert taken is not None
+    proc.mailbox = None  # a fresh deque on the next delivery
+    return taken

@@ -1,0 +1,72 @@
+"""Names for processes: ``register``, ``whereis`` and the rest, freed when the owner ends.
+
+Ownership rule: both directions of the name table live here — name -> pid, and
+for each local process the names it holds (so its end frees them at once).
+"""
+
+from __future__ import annotations
+
+from ..errors import ProcessRegistrationException
+from ..identity import ProcessId
+from .table import ProcessTable
+
+__all__ = ["Registry"]
+
+
+class Registry:
+    """The names registered on one node."""
+
+    __slots__ = ("_held", "_names", "_table")
+
+    def __init__(self, table: ProcessTable) -> None:
+        self._table = table
+        self._names: dict[str, ProcessId] = {}
+        self._held: dict[int, set[str]] = {}  # lid -> names, for local processes
+
+    def __repr__(self) -> str:
+        return f"<Registry {len(self._names)} names>"
+
+    def register(self, name: str, pid: ProcessId) -> None:
+        """Register *name* for *pid*; raises `ProcessRegistrationException` if taken."""
+        if name in self._names:
+            raise ProcessRegistrationException(f"{name!r} is already registered")
+        self._bind(name, pid)
+
+    def reregister(self, name: str, pid: ProcessId) -> None:
+        """Point an already registered *name* at *pid*."""
+        if name not in self._names:
+            raise ProcessRegistrationException(f"{name!r} is not registered")
+        self._unbind(name)
+        self._bind(name, pid)
+
+    def unregister(self, name: str) -> None:
+        """Remove *name*; raises `ProcessRegistrationException` if it is not registered."""
+        if name not in self._names:
+            raise ProcessRegistrationException(f"{name!r} is not registered")
+        self._unbind(name)
+
+    def whereis(self, name: str) -> ProcessId | None:
+        """The pid registered as *name*, or None."""
+        return self._names.get(name)
+
+    def process_ended(self, pid: ProcessId) -> None:
+        """Free every name *pid* (a local process) held."""
+        names = self._held.pop(pid.lid, None)
+        if names:
+            for name in names:
+                if self._names.get(name) == pid:
+                    del self._names[name]
+
+    def _bind(self, name: str, pid: ProcessId) -> None:
+        if pid.node == self._table.node_id:
+            if pid.lid not in self._table.procs:
+                raise ProcessRegistrationException(f"cannot register {name!r}: {pid} is not alive")
+            self._held.setdefault(pid.lid, set()).add(name)
+        self._names[name] = pid
+
+    def _unbind(self, name: str) -> None:
+        pid = self._names.pop(name)
+        if pid.node == self._table.node_id:
+            names = self._held.get(pid.lid)
+            if names is not None:
+                names.discard(name)

@@ -1,0 +1,67 @@
+"""Requests to other nodes that wait for a `Reply`: remote spawn and remote call.
+
+Ownership rule: the table of requests in flight lives here; a request fails with
+`NodeUnreachable` as soon as its node is lost or this node closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import NodeUnreachable, RemoteCallError
+from ..identity import NodeId
+from ..wire import protocol as P
+from ..wire.codec import Undecodable
+from .outbox import Outbox
+from .table import ProcessTable
+
+__all__ = ["Requests"]
+
+
+class Requests:
+    """The requests this node has sent and not yet had answered."""
+
+    def __init__(self, table: ProcessTable, outbox: Outbox) -> None:
+        self._table = table
+        self._outbox = outbox
+        self._waiting: dict[int, tuple[NodeId, asyncio.Future[Any]]] = {}
+
+    def __repr__(self) -> str:
+        return f"<Requests {len(self._waiting)} waiting>"
+
+    async def request(self, node: NodeId, make: Callable[[int], P.Item]) -> Any:
+        """Send the item ``make(req)`` to *node* and wait for its `Reply`."""
+        req = self._table.next_number()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[req] = (node, fut)
+        try:
+            self._outbox.enqueue(node, make(req))
+            return await fut
+        finally:
+            self._waiting.pop(req, None)
+
+    def on_reply(self, item: P.Reply) -> None:
+        entry = self._waiting.get(item.req)
+        if entry is None or entry[1].done():
+            return
+        node, fut = entry
+        if item.error is not None:
+            fut.set_exception(RemoteCallError(node, item.error))
+        elif type(item.value) is Undecodable:
+            fut.set_exception(RemoteCallError(node, f"undecodable reply: {item.value.cause}"))
+        else:
+            fut.set_result(item.value)
+
+    def node_lost(self, node: NodeId, error: NodeUnreachable) -> None:
+        """Fail with *error* every request waiting on *node*."""
+        for req_node, fut in list(self._waiting.values()):
+            if req_node == node and not fut.done():
+                fut.set_exception(error)
+
+    def close(self) -> None:
+        """Fail every request: the local node is closing."""
+        for req_node, fut in list(self._waiting.values()):
+            if not fut.done():
+                fut.set_exception(NodeUnreachable(req_node, "the local node closed"))
