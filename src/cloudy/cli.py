@@ -14,45 +14,36 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
-import os
+import math
 import re
-import secrets
-import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NoReturn, TextIO, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TextIO
 
-from .aio import free_port, run
+import msgspec
+
+from .aio import run
 from .backend import simplelocalnet as sl
 from .backend import tools
 from .errors import CloudyError
 from .identity import NodeId
+from .local import LocalSlaves, exit_with_stdin
 from .ring.master import ExperimentError, Params, Progress, Report, run_experiment
 from .ring.model import MODELS
 from .ring.result import expected_result
 
 __all__ = ["main", "parse_duration"]
 
-T = TypeVar("T")
-
 # How long `--slaves N` waits for N slaves to answer discovery before giving up.
 FIND_SLAVES_TIMEOUT = 30.0
-# How long `cloudy local` gives its slaves to exit by themselves before killing them.
-SLAVE_EXIT_GRACE = 5.0
 
 
 class UsageError(Exception):
     """A bad argument: one line to the user, exit status 2."""
 
-
-# ====================================================================================
-# Arguments
-# ====================================================================================
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(us|µs|ms|s|m)?\s*$")
 _UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "m": 60.0}
@@ -79,9 +70,7 @@ def _duration(text: str) -> float:
 
 
 def _microseconds(text: str) -> float:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"not a number of microseconds: {text!r}")
-    return int(text) / 1e6
+    return _whole(0, math.inf, "not a number of microseconds: ")(text) / 1e6
 
 
 def _seed(text: str) -> int:
@@ -91,22 +80,20 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer seed: {text!r}") from None
 
 
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"not a count (a whole number >= 0): {text!r}")
-    return int(text)
+def _whole(low: int, high: float, refusal: str) -> Callable[[str], int]:
+    """An argument type: a whole number from *low* to *high*, else *refusal* with the text."""
+
+    def whole(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"{refusal}{text!r}")
+        return int(text)
+
+    return whole
 
 
-def _slaves(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"the number of slaves must be at least 1, not {text!r}")
-    return int(text)
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {text!r}")
-    return int(text)
+_count = _whole(0, math.inf, "not a count (a whole number >= 0): ")
+_slaves = _whole(1, math.inf, "the number of slaves must be at least 1, not ")
+_port = _whole(0, 65535, "not a port number (0-65535): ")
 
 
 def _peers(text: str) -> list[NodeId]:
@@ -193,11 +180,6 @@ def _params(args: argparse.Namespace) -> Params:
     return Params(send_for=send_for, wait_for=wait_for, seed=seed, model=args.model)
 
 
-# ====================================================================================
-# Backend (SimpleLocalnet)
-# ====================================================================================
-
-
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if getattr(args, "discovery_port", None) is not None:
@@ -208,8 +190,7 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _slave(args: argparse.Namespace) -> int:
-    backend = sl.initialize_backend(args.host, args.port, **_backend_options(args))
-    await sl.run_slave(backend)
+    await sl.run_slave(sl.initialize_backend(args.host, args.port, **_backend_options(args)))
     return 0
 
 
@@ -240,18 +221,11 @@ async def _master(
     return report[0]
 
 
-# ====================================================================================
-# Output
-# ====================================================================================
-
-
 class _PlainProgress:
     """One line per phase and about one a second while it runs, to *out*."""
 
     def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.phase = ""
-        self.last = 0.0
+        self.out, self.phase, self.last = out, "", 0.0
 
     def __call__(self, phase: str, left: float, seen: int) -> None:
         now = time.monotonic()
@@ -262,7 +236,7 @@ class _PlainProgress:
 
 
 @contextlib.contextmanager
-def _progress_display(params: Params, json_output: bool) -> Iterator[Progress]:
+def _progress_display(params: Params) -> Iterator[Progress]:
     """A rich progress display on a terminal, plain lines on stderr otherwise."""
     if not sys.stderr.isatty():
         yield _PlainProgress(sys.stderr)
@@ -292,7 +266,7 @@ def _progress_display(params: Params, json_output: bool) -> Iterator[Progress]:
 
 def _print_report(report: Report, json_output: bool, out: TextIO) -> None:
     if json_output:
-        print(json.dumps(_report_json(report)), file=out)
+        print(json.dumps(msgspec.to_builtins(report)), file=out)
         return
     width = max(len(s.node) for s in report.slaves)
     print(f"{'slave':{width}}  {'count':>8}  sum", file=out)
@@ -311,137 +285,31 @@ def _print_report(report: Report, json_output: bool, out: TextIO) -> None:
     )
 
 
-def _report_json(report: Report) -> dict[str, Any]:
-    return {
-        "slaves": [
-            {"node": s.node, "count": s.count, "sum": s.sum, "cpu_s": s.cpu_s}
-            for s in report.slaves
-        ],
-        "agree": report.agree,
-        "count": report.count,
-        "sum": report.sum,
-        "send_for": report.send_for,
-        "wait_for": report.wait_for,
-        "seed": report.seed,
-        "msgs_per_s": report.msgs_per_s,
-        "model": report.model,
-        "generated": report.generated,
-        "seen_at_stop": report.seen_at_stop,
-        "master_cpu_s": report.master_cpu_s,
-    }
-
-
-# ====================================================================================
-# Commands
-# ====================================================================================
-
-
 def cmd_slave(args: argparse.Namespace) -> int:
     if args.exit_with_stdin:
-        _exit_with_stdin()
+        exit_with_stdin()
     return int(run(_slave(args)))
 
 
-def _exit_with_stdin() -> None:
-    """End this process when stdin reaches EOF: its parent (`cloudy local`) has gone."""
-
-    def watch() -> None:
-        # os.read, not sys.stdin: a buffered reader's lock held by this daemon thread
-        # would abort the interpreter at a normal exit
-        with contextlib.suppress(OSError):
-            while os.read(0, 4096):
-                pass
-        os._exit(0)
-
-    threading.Thread(target=watch, name="exit-with-stdin", daemon=True).start()
-
-
 def cmd_master(args: argparse.Namespace) -> int:
-    params = _params(args)
-    with _progress_display(params, args.json) as progress:
-        report = run(
-            _master(args.host, args.port, params, args.slaves, _backend_options(args), progress)
-        )
+    params, options = _params(args), _backend_options(args)
+    with _progress_display(params) as progress:
+        report = run(_master(args.host, args.port, params, args.slaves, options, progress))
     _print_report(report, args.json, sys.stdout)
     return 0 if report.agree else 1
 
 
 def cmd_local(args: argparse.Namespace) -> int:
     params = _params(args)
-    host = "127.0.0.1"
-    # a cookie and a discovery port of our own: two runs on one machine never mix
-    env = dict(os.environ, CLOUDY_COOKIE=secrets.token_urlsafe(24))
-    discovery = args.discovery_port or free_port(socket.SOCK_DGRAM)
-    options: dict[str, Any] = {"multicast_port": discovery}
-    ports = [free_port(socket.SOCK_STREAM) for _ in range(args.slaves + 1)]
-    master_port, slave_ports = ports[0], ports[1:]
-    slave_out = sys.stderr if args.json else sys.stdout
-    slave_out.flush()
-    slaves: list[subprocess.Popen[bytes]] = []
-    try:
-        for port in slave_ports:
-            slaves.append(
-                subprocess.Popen(
-                    [
-                        *_cloudy_command(),
-                        "slave",
-                        host,
-                        str(port),
-                        "--discovery-port",
-                        str(discovery),
-                        "--exit-with-stdin",
-                    ],
-                    env=env,
-                    stdin=subprocess.PIPE,
-                    stdout=slave_out,
-                    # Ctrl-C reaches us only; we end the slaves ourselves
-                    start_new_session=True,
-                )
-            )
-
-        def check_slaves() -> None:
-            for proc in slaves:
-                if proc.poll() is not None:
-                    raise ExperimentError(
-                        f"a slave exited while starting (status {proc.returncode}); see above"
-                    )
-
-        options["cookie"] = env["CLOUDY_COOKIE"]
-        with _progress_display(params, args.json) as progress:
-            report = run(
-                _master(host, master_port, params, args.slaves, options, progress, check_slaves)
-            )
-        _wait_or_kill(slaves, SLAVE_EXIT_GRACE)
+    with LocalSlaves(args.slaves, args.discovery_port) as slaves:
+        slaves.start(sys.stderr if args.json else sys.stdout)
+        host, port = slaves.host, slaves.master_port
+        options = {"multicast_port": slaves.discovery_port, "cookie": slaves.cookie}
+        with _progress_display(params) as progress:
+            report = run(_master(host, port, params, args.slaves, options, progress, slaves.check))
+        slaves.finish()
         _print_report(report, args.json, sys.stdout)
         return 0 if report.agree else 1
-    finally:
-        _wait_or_kill(slaves, 0.0)
-
-
-def _cloudy_command() -> list[str]:
-    return [sys.executable, "-m", "cloudy.cli"]
-
-
-def _wait_or_kill(procs: Sequence[subprocess.Popen[bytes]], grace: float) -> None:
-    """Give *procs* *grace* seconds to exit, then SIGTERM, then SIGKILL; reap them all."""
-    deadline = time.monotonic() + grace
-    for proc in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(max(deadline - time.monotonic(), 0.0))
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = [p for p in procs if p.poll() is None]
-        if not alive:
-            break
-        for proc in alive:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-        for proc in alive:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(2.0)
-    for proc in procs:
-        if proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -520,7 +388,7 @@ _VALUE_FLAGS = {
 
 
 def _explain(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.errno == 98:
+    if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
         return f"cannot listen: address already in use ({e})"
     return str(e) or type(e).__name__
 
