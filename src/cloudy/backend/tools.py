@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from ..cookie import cookie_path, resolve_cookie
 from ..identity import NodeId
 from ..transport.discovery import DEFAULT_GROUP, DEFAULT_PORT, Discovery, interface_address
-from .simplelocalnet import DEFAULT_DISCOVERY_TIMEOUT, initialize_backend
+from .localnet import DEFAULT_DISCOVERY_TIMEOUT, initialize_backend
 
 __all__ = ["doctor", "peers"]
 

@@ -1,0 +1,312 @@
+"""Masters and slaves on a SimpleLocalnet backend, as Cloud Haskell's.
+
+A slave node runs one *slave controller* process, registered as ``"slaveController"``,
+until a master sends it `TerminateSlave`; a master finds the slave controllers
+(`find_slaves`), has their logs print on its own node (`redirect_logs_here`), runs
+its program with the slaves' nodes, and may end them (`terminate_slaves`).
+`terminate_all_slaves` and `redirect_logs_here` return once every slave has
+confirmed (or its connection dropped), not after a fixed sleep.
+
+Users import these names from `cloudy.backend.simplelocalnet`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from .. import (
+    CloudyError,
+    Message,
+    NodeId,
+    NodeMonitorNotification,
+    ProcessId,
+    ProcessMonitorNotification,
+    get_self_node,
+    get_self_pid,
+    match,
+    match_any,
+    match_if,
+    monitor,
+    monitor_node,
+    nsend_remote,
+    receive_timeout,
+    receive_wait,
+    register,
+    reregister,
+    send,
+    unmonitor,
+    unmonitor_node,
+    whereis,
+)
+from ..aio import run
+from .localnet import DEFAULT_DISCOVERY_TIMEOUT, SLAVE_CONTROLLER, Backend, by_address, whereis_on
+
+__all__ = [
+    "LogsRedirected",
+    "RedirectLogs",
+    "SlaveTerminated",
+    "TerminateSlave",
+    "find_slaves",
+    "redirect_logs_here",
+    "run_master",
+    "run_slave",
+    "start_master",
+    "start_slave",
+    "terminate_all_slaves",
+    "terminate_slave",
+    "terminate_slaves",
+]
+
+log = logging.getLogger("cloudy.backend")
+
+# How long a master waits for the next slave to confirm `TerminateSlave` or
+# `RedirectLogs`: a node's default connect timeout (5 s). `terminate_slaves` is given
+# nodes, not our `LocalNode`, so it cannot ask the node for its own.
+CONFIRM_TIMEOUT = 5.0
+
+# The messages keep the wire tags they had when they were defined in
+# cloudy.backend.simplelocalnet, so that masters and slaves of either layout agree.
+_TAG = "cloudy.backend.simplelocalnet."
+
+
+# ====================================================================================
+# Messages between the master and the slave controllers
+# ====================================================================================
+
+
+class TerminateSlave(Message, tag=_TAG + "TerminateSlave"):
+    """Ends a slave controller, and with it the slave's program."""
+
+    reply_to: ProcessId | None = None
+
+
+class SlaveTerminated(Message, tag=_TAG + "SlaveTerminated"):
+    """A slave controller's answer to `TerminateSlave`: it is ending now."""
+
+    node: NodeId
+
+
+class RedirectLogs(Message, tag=_TAG + "RedirectLogs"):
+    """Makes a slave's ``"logger"`` name point at *logger* (on the master)."""
+
+    logger: ProcessId
+    reply_to: ProcessId
+
+
+class LogsRedirected(Message, tag=_TAG + "LogsRedirected"):
+    """A slave controller's answer to `RedirectLogs`."""
+
+    node: NodeId
+
+
+# ====================================================================================
+# Slaves
+# ====================================================================================
+
+
+async def _slave_controller() -> None:
+    """Registered as ``"slaveController"``: waits for work and for `TerminateSlave`."""
+    own_logger = whereis("logger")
+    redirected: Any = None  # the monitor on the master's logger, while redirected
+    while True:
+        msg = await receive_wait(match_any(lambda m: m))
+        if isinstance(msg, TerminateSlave):
+            if msg.reply_to is not None:
+                send(msg.reply_to, SlaveTerminated(get_self_node()))
+            return
+        if isinstance(msg, RedirectLogs):
+            if redirected is not None:
+                unmonitor(redirected)
+            _point_logger_at(msg.logger)
+            redirected = monitor(msg.logger)
+            send(msg.reply_to, LogsRedirected(get_self_node()))
+        elif isinstance(msg, ProcessMonitorNotification) and msg.ref == redirected:
+            # the master's logger is gone: our lines print here again
+            redirected = None
+            if own_logger is not None:
+                _point_logger_at(own_logger)
+        else:
+            log.debug("slave controller ignored %r", msg)
+
+
+def _point_logger_at(pid: ProcessId) -> None:
+    if whereis("logger") is None:
+        register("logger", pid)
+    else:
+        reregister("logger", pid)
+
+
+async def _run_then_close(backend: Backend, fn: Callable[[], Awaitable[Any]]) -> Any:
+    """Run *fn* as a process on the backend's node; close the backend when it ends."""
+    node = await backend.new_local_node()
+    try:
+        return await node.run_process(fn)
+    finally:
+        await backend.close()
+
+
+async def run_slave(backend: Backend) -> None:
+    """Run a slave node until a master terminates it (the coroutine form of `start_slave`)."""
+
+    async def controller() -> None:
+        register(SLAVE_CONTROLLER, get_self_pid())
+        await _slave_controller()
+
+    await _run_then_close(backend, controller)
+
+
+def start_slave(backend: Backend) -> None:
+    """Start a slave node and block until a master terminates it, as Cloud Haskell's."""
+    run(run_slave(backend))
+
+
+def terminate_slave(node: NodeId) -> None:
+    """Ask the slave on *node* to end (from inside a process; no confirmation awaited)."""
+    nsend_remote(node, SLAVE_CONTROLLER, TerminateSlave(None))
+
+
+async def find_slaves(
+    backend: Backend,
+    timeout: float = DEFAULT_DISCOVERY_TIMEOUT,  # noqa: ASYNC109 - as Cloud Haskell's
+) -> list[ProcessId]:
+    """The slave controllers of the nodes that answer discovery within *timeout* s.
+
+    Call it inside a process. Nodes that die meanwhile, and masters, are left out.
+    """
+    peers = await backend.find_peers(timeout)
+    node = backend.node
+    deadline = time.monotonic() + node.connect_timeout
+    answers = await asyncio.gather(
+        *(whereis_on(node, peer, SLAVE_CONTROLLER, deadline) for peer in peers)
+    )
+    return sorted(
+        (a.pid for a in answers if a is not None and a.pid is not None),
+        key=lambda p: by_address(p.node),
+    )
+
+
+def _same(msg: Message) -> Message:
+    return msg
+
+
+async def _confirmed(
+    nodes: list[NodeId],
+    ask: Callable[[NodeId], None],
+    reply: type[SlaveTerminated | LogsRedirected],
+) -> None:
+    """Call ``ask(node)`` for each node; return once each replied with *reply* or was lost."""
+    refs = {monitor_node(node): node for node in nodes}
+    pending = set(nodes)
+    for node in nodes:
+        ask(node)
+    while pending:
+        msg = await receive_timeout(
+            CONFIRM_TIMEOUT,
+            match(reply, _same),
+            match_if(NodeMonitorNotification, lambda m: m.ref in refs, _same),
+        )
+        if msg is None:
+            log.warning("no answer from %s", ", ".join(sorted(map(str, pending))))
+            break
+        if isinstance(msg, NodeMonitorNotification):
+            pending.discard(refs[msg.ref])
+        elif isinstance(msg, SlaveTerminated | LogsRedirected):
+            pending.discard(msg.node)
+    for ref in refs:
+        unmonitor_node(ref)
+
+
+async def terminate_slaves(nodes: Iterable[NodeId]) -> None:
+    """End the slaves on *nodes*; returns once each confirmed or its connection dropped."""
+    me = get_self_pid()
+
+    def ask(node: NodeId) -> None:
+        nsend_remote(node, SLAVE_CONTROLLER, TerminateSlave(me))
+
+    await _confirmed(list(nodes), ask, SlaveTerminated)
+
+
+async def terminate_all_slaves(backend: Backend) -> None:
+    """End every slave found; returns once each confirmed or its connection dropped."""
+    await terminate_slaves(pid.node for pid in await find_slaves(backend))
+
+
+async def redirect_logs_here(backend: Backend, slave_controllers: Iterable[ProcessId]) -> None:
+    """Make the slaves' ``say`` lines print on this node (returns once each confirmed)."""
+    logger = whereis("logger")
+    if logger is None:
+        raise CloudyError(f"no process is registered as 'logger' on {get_self_node()}")
+    me = get_self_pid()
+    controllers = {pid.node: pid for pid in slave_controllers}
+
+    def ask(node: NodeId) -> None:
+        send(controllers[node], RedirectLogs(logger, me))
+
+    await _confirmed(list(controllers), ask, LogsRedirected)
+
+
+# ====================================================================================
+# Masters
+# ====================================================================================
+
+
+async def run_master(
+    backend: Backend,
+    proc: Callable[[list[NodeId]], Awaitable[Any]],
+    *,
+    slaves: int | None = None,
+    within: float = 30.0,
+    on_wait: Callable[[], None] | None = None,
+) -> Any:
+    """Find the slaves, redirect their logs here, run ``proc(slave_nodes)`` as a process.
+
+    The coroutine form of `start_master`; returns what *proc* returns. With *slaves*,
+    discovery goes on until that many are found (then exactly that many are used),
+    for at most *within* seconds, then raises `CloudyError`; *on_wait* is called
+    before each round and may raise to give up.
+    """
+
+    async def master() -> Any:
+        deadline = time.monotonic() + within
+        while True:
+            if on_wait is not None:
+                on_wait()
+            found = await find_slaves(backend)
+            if slaves is None or len(found) >= slaves:
+                break
+            if time.monotonic() >= deadline:
+                raise CloudyError(
+                    f"found {len(found)} of {slaves} slaves within {within:g} s\n"
+                    + _nothing_found(backend)
+                )
+        if not found:
+            print(_nothing_found(backend), file=sys.stderr, flush=True)
+        found = found[:slaves]
+        await redirect_logs_here(backend, found)
+        return await proc([pid.node for pid in found])
+
+    return await _run_then_close(backend, master)
+
+
+def start_master(backend: Backend, proc: Callable[[list[NodeId]], Awaitable[Any]]) -> Any:
+    """Find the slaves, redirect their logs here, run ``proc(slave_nodes)``; block until done."""
+    return run(run_master(backend, proc))
+
+
+def _nothing_found(backend: Backend) -> str:
+    lines = [f"cloudy: not enough slaves found with {backend.describe_discovery()}. Check:"]
+    if backend.discovery_error:
+        lines.append(f"  - multicast is unusable here ({backend.discovery_error}): use --peers")
+    lines += [
+        "  - that the slaves run and use the same cookie (CLOUDY_COOKIE or ~/.cloudy/cookie)",
+        "  - that a firewall lets UDP multicast through on that interface, or use --peers",
+        f"  - that the slaves' hosts are on the same network as {backend.interface}"
+        " (a loopback address only reaches this machine)",
+        f"  - cloudy doctor {backend.host}",
+    ]
+    return "\n".join(lines)
