@@ -116,6 +116,27 @@ def test_a_peer_speaking_another_protocol_version_is_refused_with_both_versions(
     assert asyncio.run(call_add(peer.node_id)) == 5
 
 
+async def test_dialling_a_node_of_another_protocol_version_raises_refused_by_peer() -> None:
+    """The dialler, not only the listener, tells a version mismatch from a dead node."""
+
+    async def speak_version_99(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            frame(H._encode(H._Hello("cloudy", 99, NodeId("127.0.0.1", 1), os.urandom(32))))
+        )
+        await writer.drain()
+        await reader.read()  # until our dialler hangs up
+        writer.close()
+
+    server = await asyncio.start_server(speak_version_99, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(ConnectionRefusedByPeer, match="we speak 1, the peer 99"):
+            await call_add(NodeId("127.0.0.1", port))
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 # --- bad bytes ---------------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """cloudy: Erlang-style distributed processes for Python, in the image of Cloud Haskell."""
 
+from .channels import ReceivePort, new_chan, receive_chan, send_chan
 from .closure import Closure, RemoteTable, closure, default_remote_table, remotable
 from .errors import (
     CloudyError,
@@ -35,7 +36,6 @@ from .messages import (
 from .node import LocalNode
 from .process import (
     Match,
-    ReceivePort,
     call,
     catch_exit,
     exit,
@@ -50,18 +50,15 @@ from .process import (
     match_if,
     monitor,
     monitor_node,
-    new_chan,
     nsend,
     nsend_remote,
     receive_all,
-    receive_chan,
     receive_timeout,
     receive_wait,
     register,
     reregister,
     say,
     send,
-    send_chan,
     send_many,
     spawn,
     spawn_link,

@@ -8,21 +8,18 @@ coroutines. Every one raises `NotInProcessError` when called outside a process.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Any, TypeVar, cast, overload
 
 from .closure import Closure
-from .errors import NotChannelOwnerError, ProcessExitException
-from .identity import MonitorRef, NodeId, ProcessId, SendPort
+from .errors import ProcessExitException
+from .identity import MonitorRef, NodeId, ProcessId
 from .messages import LogMessage
 from .node import (
     CURRENT_NODE,
     Match,
-    Process,
-    ReceivePortState,
     current_node,
     current_process,
     expect,
@@ -33,7 +30,6 @@ from .node import (
 
 __all__ = [
     "Match",
-    "ReceivePort",
     "call",
     "catch_exit",
     "exit",
@@ -48,18 +44,15 @@ __all__ = [
     "match_if",
     "monitor",
     "monitor_node",
-    "new_chan",
     "nsend",
     "nsend_remote",
     "receive_all",
-    "receive_chan",
     "receive_timeout",
     "receive_wait",
     "register",
     "reregister",
     "say",
     "send",
-    "send_chan",
     "send_many",
     "spawn",
     "spawn_link",
@@ -225,53 +218,6 @@ async def receive_all() -> deque[Any]:
 
 def _identity(x: Any) -> Any:
     return x
-
-
-# ==================================================================================
-# Typed channels
-# ==================================================================================
-
-
-class ReceivePort(Generic[T]):
-    """The receiving end of a typed channel: only its creator may receive on it."""
-
-    __slots__ = ("_owner", "_state", "send_port")
-
-    def __init__(self, owner: Process, send_port: SendPort, state: ReceivePortState) -> None:
-        self._owner = owner
-        self._state = state
-        self.send_port = send_port
-
-    def __repr__(self) -> str:
-        return f"<ReceivePort {self.send_port!r} queued={len(self._state.queue)}>"
-
-
-def new_chan() -> tuple[SendPort, ReceivePort[Any]]:
-    """A new typed channel owned by the calling process: ``(send_port, receive_port)``."""
-    proc = current_process()
-    sp, state = current_node().new_port(proc)
-    return sp, ReceivePort(proc, sp, state)
-
-
-def send_chan(port: SendPort, msg: Any) -> None:
-    """Send *msg* on a channel; dropped if its owner has ended."""
-    current_node().send_chan(port, msg)
-
-
-async def receive_chan(port: ReceivePort[T]) -> T:
-    """Wait for and return the next message on *port*, in the order sent."""
-    proc = current_process()
-    if port._owner is not proc:
-        raise NotChannelOwnerError("only the process that created a channel can receive on it")
-    state = port._state
-    while not state.queue:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        state.waiter = fut
-        try:
-            await proc.guard(fut)
-        finally:
-            state.waiter = None
-    return cast(T, state.queue.popleft())
 
 
 # ==================================================================================

@@ -25,11 +25,16 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from . import LocalNode
 from .aio import free_port, run
+from .errors import CloudyError
 from .identity import NodeId
-from .node import LocalNode
 
-__all__ = ["NodeProcess", "free_port"]
+__all__ = ["NodeProcess", "NodeStartError", "free_port"]
+
+
+class NodeStartError(CloudyError):
+    """A child node exited or stayed silent instead of starting (its log is in the message)."""
 
 
 class NodeProcess:
@@ -101,11 +106,11 @@ class NodeProcess:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"node {self.node_id} exited at start:\n{self.log()}")
+                raise NodeStartError(f"node {self.node_id} exited at start:\n{self.log()}")
             if "cloudy.testing: ready" in self.log():
                 return
             time.sleep(0.02)
-        raise RuntimeError(f"node {self.node_id} did not start in {self.start_timeout} s")
+        raise NodeStartError(f"node {self.node_id} did not start in {self.start_timeout} s")
 
     def __exit__(
         self,

@@ -102,29 +102,23 @@ async def ring_slave() -> None:
         approvals_changed = False
         for msg in await receive_all():
             t = type(msg)
-            if t is Msg:
+            if t is Msg or t is Ack:
                 frm = msg.frm
-                index = msg.index
-                values[index] = msg.value
-                if index > seen:
-                    seen = index
-                if msg.prev == last_from[frm] and not gap[frm]:
-                    recv_upto[frm] = index
-                elif not gap[frm]:
-                    gap[frm] = True
-                    say(f"lost messages from position {frm} after index {last_from[frm]}")
-                last_from[frm] = index
-                unapproved[frm].append(index)
-                if frm == left:
-                    forward = index + 1
-                c = msg.confirms[me]
-                if c > confirmed_by[frm]:
-                    confirmed_by[frm] = c
-                if msg.approved > approved_from[frm]:
-                    approved_from[frm] = msg.approved
-                    approvals_changed = True
-            elif t is Ack:
-                frm = msg.frm
+                if t is Msg:
+                    index = msg.index
+                    values[index] = msg.value
+                    if index > seen:
+                        seen = index
+                    if msg.prev == last_from[frm] and not gap[frm]:
+                        recv_upto[frm] = index
+                    elif not gap[frm]:
+                        gap[frm] = True
+                        say(f"lost messages from position {frm} after index {last_from[frm]}")
+                    last_from[frm] = index
+                    unapproved[frm].append(index)
+                    if frm == left:
+                        forward = index + 1
+                # both carry the sender's confirmations of our messages and its approvals
                 c = msg.confirms[me]
                 if c > confirmed_by[frm]:
                     confirmed_by[frm] = c

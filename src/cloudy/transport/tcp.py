@@ -33,9 +33,9 @@ from typing import Protocol, cast
 from ..errors import ConnectionRefusedByPeer, NodeUnreachable, ProtocolError
 from ..identity import NodeId
 from ..wire.framing import DEFAULT_MAX_FRAME, TICK, FrameDecoder, frame
-from ..wire.handshake import Handshake, HandshakeState
+from ..wire.handshake import Failure, Handshake, HandshakeState
 
-__all__ = ["ConnState", "Connection", "ConnectionOwner", "SSLConfig", "Transport"]
+__all__ = ["ConnState", "Connection", "ConnectionOwner", "SSLConfig", "Transport", "unreachable"]
 
 log = logging.getLogger("cloudy.transport")
 
@@ -130,12 +130,12 @@ class Connection(asyncio.Protocol):
         for i, body in enumerate(bodies):
             out = self._hs.receive(body)
             if out.error is not None:  # logged before the peer can learn of it
-                who = "refused by" if out.refused_by_peer else "refusing"
+                who = "refused by" if out.failure is Failure.REFUSED_BY_PEER else "refusing"
                 log.warning("%s %s (%s): %s", who, self.peer_address, self.dialled or "", out.error)
             if out.data and self._tr is not None:
                 self._tr.write(out.data)
             if out.error is not None:
-                self.close(out.error, refused=out.refused_by_peer)
+                self.close(out.error, failure=out.failure)
                 return []
             if self._hs.state is HandshakeState.DONE:
                 self.peer = self._hs.peer
@@ -148,11 +148,9 @@ class Connection(asyncio.Protocol):
 
     def _failure(self, reason: str) -> NodeUnreachable:
         node = self.dialled or self.peer or NodeId(self.peer_address, 0)
-        if self._refused:
-            return ConnectionRefusedByPeer(node, reason)
-        return NodeUnreachable(node, reason)
+        return unreachable(node, reason, self._handshake_failure)
 
-    _refused = False
+    _handshake_failure: Failure | None = None
 
     def _protocol_error(self, reason: str) -> None:
         log.warning("protocol error from %s (%s): %s", self.peer_address, self.peer, reason)
@@ -172,11 +170,12 @@ class Connection(asyncio.Protocol):
             self._tr.write(TICK)
             self.last_sent = time.monotonic()
 
-    def close(self, reason: str, *, refused: bool = False) -> None:
-        """Close, recording *reason* for whoever is told of the loss."""
+    def close(self, reason: str, *, failure: Failure | None = None) -> None:
+        """Close, recording *reason* (and a failed handshake's kind) for whoever is told."""
         if self.close_reason is None:
             self.close_reason = reason
-        self._refused = self._refused or refused or "authentication" in reason
+        if self._handshake_failure is None:
+            self._handshake_failure = failure
         if self._tr is not None and not self._tr.is_closing():
             self._tr.close()
 
@@ -186,6 +185,19 @@ class Connection(asyncio.Protocol):
             self.close_reason = reason
         if self._tr is not None:
             self._tr.abort()
+
+
+def unreachable(node: NodeId, cause: str, failure: Failure | None = None) -> NodeUnreachable:
+    """The one place where a failure to reach *node* becomes an exception type.
+
+    A peer that answered but would not have us, or that we would not have (another
+    cookie, another protocol version), raises `ConnectionRefusedByPeer`: retrying
+    will not help. Anything else — refused, timed out, broken, not speaking cloudy —
+    raises `NodeUnreachable`.
+    """
+    if failure in (Failure.BAD_COOKIE, Failure.VERSION, Failure.REFUSED_BY_PEER):
+        return ConnectionRefusedByPeer(node, cause)
+    return NodeUnreachable(node, cause)
 
 
 class Transport:
@@ -279,13 +291,13 @@ class Transport:
         except TimeoutError:
             if conn is not None:
                 conn.abort("connect timeout")
-            raise NodeUnreachable(node, f"no answer within {self.connect_timeout}s") from None
+            raise unreachable(node, f"no answer within {self.connect_timeout}s") from None
         except NodeUnreachable:
             raise
         except (OSError, _ssl.SSLError) as e:
             if conn is not None:
                 conn.abort(str(e))
-            raise NodeUnreachable(node, e.strerror or str(e)) from None
+            raise unreachable(node, e.strerror or str(e)) from None
         return conn
 
     async def heartbeat(self) -> None:

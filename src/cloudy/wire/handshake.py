@@ -31,10 +31,18 @@ from dataclasses import dataclass
 
 import msgspec
 
+from ..errors import LocalProtocolError
 from ..identity import NodeId
 from .framing import frame
 
-__all__ = ["PROTOCOL_VERSION", "Handshake", "HandshakeState", "Outcome", "cookie_secret"]
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Failure",
+    "Handshake",
+    "HandshakeState",
+    "Outcome",
+    "cookie_secret",
+]
 
 PROTOCOL_VERSION = 1
 _MAGIC = "cloudy"
@@ -77,18 +85,25 @@ class HandshakeState(enum.Enum):
     FAILED = "failed"
 
 
+class Failure(enum.Enum):
+    """Why a handshake failed: the transport turns each kind into one exception type."""
+
+    MALFORMED = "malformed"  # the peer does not speak cloudy's handshake
+    VERSION = "version"  # it speaks another protocol version
+    BAD_COOKIE = "bad-cookie"  # its proof does not match our cookie
+    REFUSED_BY_PEER = "refused-by-peer"  # it refused us (our cookie or version)
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What one `receive` produced: bytes to write, and the end state if reached.
+    """What one `receive` produced: bytes to write, and why it failed if it did.
 
-    ``peer`` is the node the other end says it is (set once its Hello arrived).
-    ``error`` says why the handshake failed; ``refused_by_peer`` tells whether the
-    peer refused us (our cookie or version is wrong for them) or we refused it.
+    ``error`` is a line for the log; ``failure`` is its kind, for the caller to act on.
     """
 
     data: bytes = b""
     error: str | None = None
-    refused_by_peer: bool = False
+    failure: Failure | None = None
 
 
 class Handshake:
@@ -113,7 +128,7 @@ class Handshake:
     def start(self) -> bytes:
         """The Hello frame to send first."""
         if self.state is not HandshakeState.START:
-            raise RuntimeError(f"start() in state {self.state.value}")
+            raise LocalProtocolError(f"start() in state {self.state.value}")
         self.state = HandshakeState.HELLO_SENT
         return frame(_encode(_Hello(_MAGIC, PROTOCOL_VERSION, self._node, self._nonce)))
 
@@ -123,35 +138,40 @@ class Handshake:
             self._cookie, b"cloudy-auth|" + role + theirs + ours, hashlib.sha256
         ).digest()
 
-    def _fail(self, reason: str, tell_peer: bool = True) -> Outcome:
+    def _fail(self, failure: Failure, reason: str) -> Outcome:
         self.state = HandshakeState.FAILED
-        data = frame(_encode(_Refuse(reason))) if tell_peer else b""
-        return Outcome(data=data, error=reason)
+        return Outcome(data=frame(_encode(_Refuse(reason))), error=reason, failure=failure)
 
     def receive(self, body: bytes) -> Outcome:
         """Feed one frame body from the peer."""
         if self.state in (HandshakeState.DONE, HandshakeState.FAILED, HandshakeState.START):
-            raise RuntimeError(f"receive() in state {self.state.value}")
+            raise LocalProtocolError(f"receive() in state {self.state.value}")
         try:
             msg = _decode(body)
         except msgspec.DecodeError:
-            return self._fail("handshake: the peer sent something that is not a cloudy handshake")
+            return self._fail(
+                Failure.MALFORMED,
+                "handshake: the peer sent something that is not a cloudy handshake",
+            )
         if isinstance(msg, _Refuse):
             self.state = HandshakeState.FAILED
-            return Outcome(error=f"refused by peer: {msg.reason[:200]}", refused_by_peer=True)
+            return Outcome(
+                error=f"refused by peer: {msg.reason[:200]}", failure=Failure.REFUSED_BY_PEER
+            )
         if isinstance(msg, _Hello):
             return self._on_hello(msg)
         return self._on_proof(msg)
 
     def _on_hello(self, msg: _Hello) -> Outcome:
         if self.state is not HandshakeState.HELLO_SENT or msg.magic != _MAGIC:
-            return self._fail("handshake: unexpected hello")
+            return self._fail(Failure.MALFORMED, "handshake: unexpected hello")
         if msg.version != PROTOCOL_VERSION:
             return self._fail(
-                f"protocol version mismatch: we speak {PROTOCOL_VERSION}, the peer {msg.version}"
+                Failure.VERSION,
+                f"protocol version mismatch: we speak {PROTOCOL_VERSION}, the peer {msg.version}",
             )
         if len(msg.nonce) != _NONCE_BYTES:
-            return self._fail("handshake: bad nonce")
+            return self._fail(Failure.MALFORMED, "handshake: bad nonce")
         self._peer_nonce = msg.nonce
         self.peer = msg.node
         self.state = HandshakeState.PROOF_SENT
@@ -160,9 +180,11 @@ class Handshake:
 
     def _on_proof(self, msg: _Proof) -> Outcome:
         if self.state is not HandshakeState.PROOF_SENT or self._peer_nonce is None:
-            return self._fail("handshake: proof before hello")
+            return self._fail(Failure.MALFORMED, "handshake: proof before hello")
         expected = self._mac(not self._initiator, self._nonce, self._peer_nonce)
         if not hmac.compare_digest(expected, msg.mac):
-            return self._fail("authentication failed: the peer does not share our cookie")
+            return self._fail(
+                Failure.BAD_COOKIE, "authentication failed: the peer does not share our cookie"
+            )
         self.state = HandshakeState.DONE
         return Outcome()
