@@ -9,7 +9,6 @@ coroutines. Every one raises `NotInProcessError` when called outside a process.
 from __future__ import annotations
 
 import inspect
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, cast, overload
 
@@ -24,8 +23,8 @@ from .node import (
     current_process,
     expect,
     log_time,
+    receive_all,
     take,
-    take_all,
 )
 
 __all__ = [
@@ -203,17 +202,6 @@ async def expect_timeout(seconds: float, tp: type[T]) -> T | None:
     """`expect` that gives up after *seconds* and returns None."""
     taken = await take(current_process(), (Match(tp, None, _identity),), seconds)
     return None if taken is None else cast(T, taken[0])
-
-
-async def receive_all() -> deque[Any]:
-    """Take every message waiting, oldest first; wait only when there is none.
-
-    For a process that handles its mailbox in bulk (a broadcast ring, a router): one
-    call per batch instead of one per message. When messages are already waiting it
-    yields to the loop once first, so a process that always has work is fair to the
-    others. Selective receive still sees what arrives after the call.
-    """
-    return await take_all(current_process())
 
 
 def _identity(x: Any) -> Any:

@@ -19,8 +19,8 @@ from .mailbox import (
     ReceivePortState,
     current_process,
     expect,
+    receive_all,
     take,
-    take_all,
 )
 
 __all__ = [
@@ -37,6 +37,6 @@ __all__ = [
     "current_process",
     "expect",
     "log_time",
+    "receive_all",
     "take",
-    "take_all",
 ]

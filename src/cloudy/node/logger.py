@@ -6,16 +6,15 @@ import sys
 import time
 
 from ..messages import LogMessage
-from .mailbox import current_process, take_all
+from .mailbox import receive_all
 
 __all__ = ["log_time", "logger_loop"]
 
 
 async def logger_loop() -> None:
     """Print each `LogMessage` as ``<time> <pid>: <text>`` on stderr; drop anything else."""
-    proc = current_process()
     while True:
-        for msg in await take_all(proc):
+        for msg in await receive_all():
             if isinstance(msg, LogMessage):
                 print(f"{msg.time} {msg.pid}: {msg.text}", file=sys.stderr, flush=True)
 

@@ -45,8 +45,8 @@ __all__ = [
     "current_process",
     "exit_signal",
     "expect",
+    "receive_all",
     "take",
-    "take_all",
 ]
 
 # Receives served from the mailbox without waiting before a process yields once.
@@ -208,7 +208,13 @@ class Process:
 
     async def checkpoint(self) -> None:
         """Yield to the loop once; deliver any queued signal as its exception."""
-        await self.guard(asyncio.sleep(0))
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            exc = self.take_signal()
+            if exc is None:
+                raise
+            raise exc from None
 
     async def count_reduction(self) -> None:
         """Yield once every `REDUCTIONS` receives served without waiting."""
@@ -329,19 +335,23 @@ async def expect(tp: type[T]) -> T:
         await proc.wait()
 
 
-async def take_all(proc: Process) -> deque[Any]:
-    """Every message waiting, oldest first, leaving the mailbox empty.
+async def receive_all() -> list[Any]:
+    """Take every message waiting, oldest first; wait only when there is none.
 
-    Waits only when the mailbox is empty. When messages are already waiting it
-    first yields to the loop once, so a process that always has work lets the
-    others run (and lets more messages join this batch).
+    For a process that handles its mailbox in bulk (a broadcast ring, a router): one
+    call per batch instead of one per message. When messages are already waiting it
+    yields to the loop once first, so a process that always has work is fair to the
+    others (and more messages can join the batch). Selective receive still sees
+    what arrives after the call.
     """
+    proc = _current.get(None) or current_process()
     if proc.mailbox:
         await proc.checkpoint()
     else:
         while not proc.mailbox:
             await proc.wait()
-    taken = proc.mailbox
-    assert taken is not None
-    proc.mailbox = None  # a fresh deque on the next delivery
+    mb = proc.mailbox
+    assert mb is not None
+    taken = list(mb)  # the deque stays: a batch is small next to a new deque's cost
+    mb.clear()
     return taken

@@ -66,6 +66,7 @@ class Outbox:
     def __init__(self, *, max_frame_size: int, own: Own, lost: Lost) -> None:
         self.max_frame_size = max_frame_size
         self.transport: Transport | None = None  # set when the node starts
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.closing = False
         self.peers: dict[NodeId, Peer] = {}
         self._own = own
@@ -121,7 +122,10 @@ class Outbox:
         self._dirty.append(peer)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self.flush)
 
     def _write(self, conn: Connection, items: list[P.Item]) -> None:
         """Write *items* as one frame, or several if one would exceed the frame limit."""
