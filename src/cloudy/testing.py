@@ -7,7 +7,9 @@
 MODULE, so its ``@remotable`` functions and message types exist there, runs
 MODULE's ``setup`` coroutine as a process if it has one, and waits), waits until
 it listens, and on leaving ends it by its PID: SIGTERM, then SIGKILL, whatever
-happened in the block. Its stderr goes to a file, readable with `log`.
+happened in the block. Its stderr goes to a file, readable with `log`. With
+``nofile=N`` the child lowers its soft limit on open files to N before its node
+starts (as ``ulimit -n N`` would).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 import importlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -50,6 +53,7 @@ class NodeProcess:
         heartbeat_timeout: float = 5.0,
         env: dict[str, str] | None = None,
         start_timeout: float = 20.0,
+        nofile: int | None = None,
     ) -> None:
         self.module = module
         self.cookie = cookie
@@ -59,6 +63,7 @@ class NodeProcess:
         self.heartbeat_timeout = heartbeat_timeout
         self.env = env
         self.start_timeout = start_timeout
+        self.nofile = nofile
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = Path(tempfile.mkstemp(prefix="cloudy-node-", suffix=".log")[1])
 
@@ -89,6 +94,7 @@ class NodeProcess:
                     *(sys.executable, "-m", "cloudy.testing", self.module),
                     *(self.host, str(self.port), "--cookie", self.cookie),
                     *("--heartbeat", str(self.heartbeat_timeout)),
+                    *(("--nofile", str(self.nofile)) if self.nofile else ()),
                 ],
                 env=env,
                 stdout=subprocess.DEVNULL,
@@ -162,7 +168,12 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--cookie", required=True)
     parser.add_argument("--heartbeat", type=float, default=5.0)
+    parser.add_argument("--nofile", type=int, default=None)
     args = parser.parse_args()
+    if args.nofile:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft = args.nofile if hard == resource.RLIM_INFINITY else min(args.nofile, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     run(_serve(args.module, args.host, args.port, args.cookie, args.heartbeat))
 
 

@@ -36,6 +36,7 @@ from ..errors import (
 )
 from ..identity import NodeId, ProcessId, SendPort, port_number
 from ..messages import AnyDiedReason, WhereIsReply
+from ..transport.admission import DEFAULT_MAX_PENDING_HANDSHAKES
 from ..transport.tcp import Connection, SSLConfig, Transport
 from ..wire import protocol as P
 from ..wire.codec import to_wire
@@ -87,7 +88,10 @@ class LocalNode:
 
     *port* 0 picks a free port (then see `node_id`). *cookie* defaults to
     ``$CLOUDY_COOKIE`` or ``~/.cloudy/cookie``. Leaving the block kills every
-    process still running and closes every connection.
+    process still running and closes every connection. At most
+    *max_pending_handshakes* accepted connections may be authenticating at once
+    (the oldest is dropped for a new one; never more than a quarter of the limit
+    on open files).
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class LocalNode:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME,
+        max_pending_handshakes: int = DEFAULT_MAX_PENDING_HANDSHAKES,
         logger: bool = True,
     ) -> None:
         self.host = host
@@ -110,6 +115,7 @@ class LocalNode:
         self._ssl = ssl
         self._connect_timeout = connect_timeout
         self._heartbeat_timeout = heartbeat_timeout
+        self._max_pending_handshakes = max_pending_handshakes
         self._want_logger = logger
         self._tasks: set[asyncio.Task[Any]] = set()
         self._transport: Transport | None = None
@@ -172,6 +178,7 @@ class LocalNode:
             connect_timeout=self._connect_timeout,
             heartbeat_timeout=self._heartbeat_timeout,
             max_frame_size=self._outbox.max_frame_size,
+            max_pending_handshakes=self._max_pending_handshakes,
         )
         port = await transport.listen(self.host, self.node_id.port)
         self.node_id = self._table.node_id = transport.local = NodeId(self.host, port)

@@ -17,6 +17,11 @@ sent nothing for a while, and declares lost any connection from which nothing
 (not even a tick) has arrived for ``heartbeat_timeout`` seconds: that is how a
 frozen or partitioned peer is noticed without waiting for TCP, which may take
 many minutes.
+
+Until it is UP, a connection accepts only frames as small as a handshake's
+(`HANDSHAKE_MAX_FRAME`), and the listener keeps only so many of them in
+handshake, for so long (see `admission`): a peer without the cookie can neither
+fill our memory nor our file descriptors, nor our log.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from typing import Protocol, cast
 
 from ..errors import ConnectionRefusedByPeer, NodeUnreachable, ProtocolError
 from ..identity import NodeId
-from ..wire.framing import DEFAULT_MAX_FRAME, TICK, FrameDecoder, frame
+from ..wire.framing import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, TICK, FrameDecoder, frame
 from ..wire.handshake import Failure, Handshake, HandshakeState
+from .admission import DEFAULT_MAX_PENDING_HANDSHAKES, Admission, Refusal, listen_backlog
 
 __all__ = ["ConnState", "Connection", "ConnectionOwner", "SSLConfig", "Transport", "unreachable"]
 
@@ -67,8 +73,9 @@ class Connection(asyncio.Protocol):
         self.dialled = dialled
         self.peer: NodeId | None = None
         self.peer_address = "?"
+        self.peer_host = "?"
         self.state = ConnState.HANDSHAKE
-        self._decoder = FrameDecoder(owner.max_frame_size)
+        self._decoder = FrameDecoder(HANDSHAKE_MAX_FRAME)  # raised once UP
         self._hs = Handshake(cookie=owner.cookie, node=owner.local, initiator=initiator)
         self._tr: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -93,7 +100,8 @@ class Connection(asyncio.Protocol):
         self._tr = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
         if peername:
-            self.peer_address = f"{peername[0]}:{peername[1]}"
+            self.peer_host = str(peername[0])
+            self.peer_address = f"{self.peer_host}:{peername[1]}"
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
@@ -105,11 +113,14 @@ class Connection(asyncio.Protocol):
         self.last_recv = time.monotonic()
         try:
             bodies = self._decoder.feed(data)
+            if self.state is ConnState.HANDSHAKE:
+                bodies = self._handshake(bodies)
+                if self._decoder.buffered and self.close_reason is None:
+                    # a frame held back over the handshake's limit: fine if now UP
+                    bodies += self._decoder.feed(b"")
         except ProtocolError as e:
             self._protocol_error(str(e))
             return
-        if self.state is ConnState.HANDSHAKE:
-            bodies = self._handshake(bodies)
         if bodies and self.state is ConnState.UP:
             self._owner.owner.frames_received(self, bodies)
 
@@ -130,8 +141,7 @@ class Connection(asyncio.Protocol):
         for i, body in enumerate(bodies):
             out = self._hs.receive(body)
             if out.error is not None:  # logged before the peer can learn of it
-                who = "refused by" if out.failure is Failure.REFUSED_BY_PEER else "refusing"
-                log.warning("%s %s (%s): %s", who, self.peer_address, self.dialled or "", out.error)
+                self._log_failure(out.error, out.failure)
             if out.data and self._tr is not None:
                 self._tr.write(out.data)
             if out.error is not None:
@@ -140,11 +150,24 @@ class Connection(asyncio.Protocol):
             if self._hs.state is HandshakeState.DONE:
                 self.peer = self._hs.peer
                 self.state = ConnState.UP
+                self._decoder.max_frame = self._owner.max_frame_size
+                self._owner.admission.settle(self)
                 if not self.ready.done():
                     self.ready.set_result(None)
                 self._owner.owner.connection_up(self)
                 return bodies[i + 1 :]
         return []
+
+    def _log_failure(self, error: str, failure: Failure | None) -> None:
+        if not self.initiator and failure is Failure.MALFORMED:
+            self._owner.admission.refuse(self.peer_host, Refusal.MALFORMED)
+            return
+        who = "refused by" if failure is Failure.REFUSED_BY_PEER else "refusing"
+        line = f"{who} {self.peer_address} ({self.dialled or ''}): {error}"
+        if self.initiator:
+            log.warning("%s", line)
+        else:  # a peer that sent a Hello: its own line, unless it sends too many
+            self._owner.admission.auth_failure(self.peer_host, line)
 
     def _failure(self, reason: str) -> NodeUnreachable:
         node = self.dialled or self.peer or NodeId(self.peer_address, 0)
@@ -153,6 +176,10 @@ class Connection(asyncio.Protocol):
     _handshake_failure: Failure | None = None
 
     def _protocol_error(self, reason: str) -> None:
+        if self.state is ConnState.HANDSHAKE and not self.initiator:
+            self._owner.admission.refuse(self.peer_host, Refusal.OVERSIZED)
+            self.abort(reason)  # drop what it sent: it will not be read
+            return
         log.warning("protocol error from %s (%s): %s", self.peer_address, self.peer, reason)
         self.close(reason)
 
@@ -213,6 +240,7 @@ class Transport:
         connect_timeout: float,
         heartbeat_timeout: float,
         max_frame_size: int = DEFAULT_MAX_FRAME,
+        max_pending_handshakes: int = DEFAULT_MAX_PENDING_HANDSHAKES,
     ) -> None:
         self.owner = owner
         self.cookie = cookie
@@ -220,6 +248,8 @@ class Transport:
         self.connect_timeout = connect_timeout
         self.heartbeat_timeout = heartbeat_timeout
         self.max_frame_size = max_frame_size
+        # accepted connections in handshake: how many, how long, and the log of refusals
+        self.admission = Admission(max_pending_handshakes, timeout=connect_timeout)
         self._ssl_server: _ssl.SSLContext | None = None
         self._ssl_client: _ssl.SSLContext | None = None
         if isinstance(ssl, tuple):
@@ -234,20 +264,12 @@ class Transport:
 
     def track(self, conn: Connection) -> None:
         self._conns.add(conn)
-        if not conn.initiator:
-            # an accepted connection must finish its handshake in time
-            loop = asyncio.get_running_loop()
-            loop.call_later(self.connect_timeout, self._handshake_deadline, conn)
+        if not conn.initiator:  # (a dialled one is bounded by `connect`'s timeout)
+            self.admission.admit(conn)
 
     def untrack(self, conn: Connection) -> None:
         self._conns.discard(conn)
-
-    def _handshake_deadline(self, conn: Connection) -> None:
-        if conn.state is ConnState.HANDSHAKE:
-            log.warning(
-                "closing %s: no handshake within %.1fs", conn.peer_address, self.connect_timeout
-            )
-            conn.abort("handshake timeout")
+        self.admission.settle(conn)
 
     async def listen(self, host: str, port: int) -> int:
         """Start accepting; return the port actually bound (useful with port 0)."""
@@ -258,7 +280,7 @@ class Transport:
             port,
             ssl=self._ssl_server,
             reuse_address=True,
-            backlog=1024,
+            backlog=listen_backlog(),
         )
         sockets = self._server.sockets
         return int(sockets[0].getsockname()[1]) if sockets else port
@@ -329,6 +351,7 @@ class Transport:
         """Stop listening and close every connection."""
         if self._server is not None:
             self._server.close()
+        self.admission.close()
         for conn in list(self._conns):
             conn.close("node shutting down")
         if self._server is not None:
