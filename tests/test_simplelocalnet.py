@@ -165,15 +165,16 @@ async def test_bad_datagrams_are_counted_and_ignored_and_discovery_goes_on() -> 
     port, cookie = free_port(socket.SOCK_DGRAM), unique_cookie("bad")
     other_key = D.discovery_key(b"another cookie")
     good_key = D.discovery_key(cookie.encode())
-    signed = D.encode(good_key, D.Who(os.urandom(D.NONCE_SIZE)))
+    signed = D.encode(good_key, D.Who(os.urandom(D.NONCE_SIZE), time.time(), 0))
     bad = [
         b"",
         b"garbage",
         os.urandom(200),
-        D.encode(other_key, D.Who(os.urandom(D.NONCE_SIZE))),
+        D.encode(other_key, D.Who(os.urandom(D.NONCE_SIZE), time.time(), 0)),
         signed[:4] + bytes([9]) + signed[5:],  # another version
         signed[:-1] + bytes([signed[-1] ^ 1]),  # a flipped bit in the MAC
-        D.encode(good_key, D.Who(os.urandom(D.NONCE_SIZE))) + b"x" * 2000,  # oversized
+        D.encode(good_key, D.Who(os.urandom(D.NONCE_SIZE), time.time(), 0))
+        + b"x" * 2000,  # oversized
     ]
     async with backends(2, port, cookie) as found:
         send_datagrams(port, bad)

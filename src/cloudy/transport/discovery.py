@@ -10,6 +10,13 @@ listens on loopback only, with TTL 0 so nothing leaves the host; a node on a LAN
 address uses that interface with TTL 1 (the local link, as Cloud Haskell).
 Datagrams that are not ours (garbage, another cookie, another version, oversized)
 are counted in `dropped` and logged at debug level; they never stop the daemon.
+
+A node does not answer every copy of a request it hears (`Answering`): a stale one
+is dropped ("stale"), each copy of a request is answered once and a request at most
+once every `MIN_ANSWER_GAP` s ("replayed"), and all answers together are limited to
+`ANSWER_RATE` a second with bursts of `ANSWER_BURST` ("rate-limited"). So a replayed
+datagram, however often, gets one answer, and no flood of requests makes a flood of
+answers; the asker numbers its resends, so each of them is still answered.
 """
 
 from __future__ import annotations
@@ -18,17 +25,19 @@ import asyncio
 import collections
 import contextlib
 import ipaddress
+import itertools
 import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from typing import cast
 
 from ..identity import NodeId
 from ..wire import discovery as D
 
-__all__ = ["DEFAULT_GROUP", "DEFAULT_PORT", "Discovery", "interface_address"]
+__all__ = ["DEFAULT_GROUP", "DEFAULT_PORT", "Answering", "Discovery", "interface_address"]
 
 log = logging.getLogger("cloudy.discovery")
 
@@ -36,6 +45,12 @@ DEFAULT_GROUP = "224.0.0.99"
 DEFAULT_PORT = 9999
 # A request is sent again this often while its answers are awaited.
 RESEND_EVERY = 0.25
+# One request (nonce) is answered at most this often: below RESEND_EVERY, so every resend
+# of a live request is answered, yet a burst of replayed copies gets a single answer.
+MIN_ANSWER_GAP = 0.2
+# All answers together: this many a second, after a burst of at most ANSWER_BURST.
+ANSWER_RATE = 200.0
+ANSWER_BURST = 200
 # Linux's <linux/in.h> value, for Pythons whose socket module lacks the name.
 _IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 
@@ -56,6 +71,67 @@ def interface_address(host: str) -> str:
     return address
 
 
+class Answering:
+    """Which valid requests a node answers: sans-IO, the caller gives the clocks.
+
+    `admit` raises `DatagramError` naming why a request gets no answer ("stale",
+    "replayed", "rate-limited"), or records that it is answered now.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate: float = ANSWER_RATE,
+        burst: int = ANSWER_BURST,
+        gap: float = MIN_ANSWER_GAP,
+        skew: float = D.MAX_SKEW,
+    ) -> None:
+        self.rate, self.burst, self.gap, self.skew = rate, burst, gap, skew
+        # A copy of a request is fresh for *skew* s either side of its send time, so for
+        # at most 2 * skew s after we answered one (whatever the clocks' skew): its nonce
+        # is remembered that long. Each remembered nonce took an answer, so the cap is never
+        # reached before they expire (it bounds memory should the clock stand still).
+        self.remember_for = 2 * skew + 1.0
+        self.remember_at_most = burst + int(rate * self.remember_for)
+        # nonce -> (the highest copy answered, when: monotonic), least recently answered first
+        self._answered: collections.OrderedDict[bytes, tuple[int, float]] = (
+            collections.OrderedDict()
+        )
+        self._tokens = float(burst)
+        self._filled_at: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._answered)
+
+    def admit(self, who: D.Who, wall: float, mono: float) -> None:
+        """Answer *who* now (by *wall* = time.time(), *mono* = time.monotonic()), or raise."""
+        D.check_fresh(who, wall, self.skew)
+        answered = self._answered
+        while answered:  # forget what can no longer be replayed fresh
+            oldest = next(iter(answered.values()))
+            if mono - oldest[1] < self.remember_for:
+                break
+            answered.popitem(last=False)
+        last = answered.get(who.nonce)
+        if last is not None:
+            seq, at = last
+            if who.seq <= seq:
+                raise D.DatagramError("replayed", f"copy {who.seq}, answered up to copy {seq}")
+            if mono - at < self.gap:
+                raise D.DatagramError("replayed", f"request answered {mono - at:.3f} s ago")
+        if self._filled_at is not None:
+            elapsed = max(0.0, mono - self._filled_at)
+            self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
+        self._filled_at = mono
+        if self._tokens < 1.0:
+            raise D.DatagramError("rate-limited", f"over {self.rate:g} answers a second")
+        self._tokens -= 1.0
+        answered[who.nonce] = (who.seq, mono)
+        answered.move_to_end(who.nonce)
+        while len(answered) > self.remember_at_most:  # only if the clock stood still
+            answered.popitem(last=False)
+
+
 class _Listener(asyncio.DatagramProtocol):
     def __init__(self, daemon: Discovery) -> None:
         self.daemon = daemon
@@ -69,7 +145,7 @@ class _Listener(asyncio.DatagramProtocol):
         msg = self.daemon.check(data, addr)
         if isinstance(msg, D.Who) and self.transport is not None:
             node = self.daemon.answer()
-            if node is not None:
+            if node is not None and self.daemon.admit(msg, addr):
                 reply = D.encode(self.daemon.key, D.Here(msg.nonce, node.host, node.port))
                 self.transport.sendto(reply, addr)
 
@@ -123,6 +199,7 @@ class Discovery:
         self.answer = answer
         self.ttl = 0 if ipaddress.IPv4Address(interface).is_loopback else 1
         self.dropped: collections.Counter[str] = collections.Counter()
+        self.answering = Answering()
         self._listener: asyncio.DatagramTransport | None = None
 
     def __repr__(self) -> str:
@@ -136,6 +213,16 @@ class Discovery:
             self.dropped[e.kind] += 1
             log.debug("discovery: ignored a datagram from %s: %s", addr[0], e)
             return None
+
+    def admit(self, who: D.Who, addr: tuple[str | object, ...]) -> bool:
+        """Whether to answer *who* now; if not, the reason is counted and logged."""
+        try:
+            self.answering.admit(who, time.time(), time.monotonic())
+        except D.DatagramError as e:
+            self.dropped[e.kind] += 1
+            log.debug("discovery: no answer to a request from %s: %s", addr[0], e)
+            return False
+        return True
 
     async def start(self) -> None:
         """Join the group and answer requests. Raises `OSError` if multicast is unusable."""
@@ -189,11 +276,14 @@ class Discovery:
         loop = asyncio.get_running_loop()
         asker = _Asker(self, nonce, found)
         transport, _ = await loop.create_datagram_endpoint(lambda: asker, sock=sock)
-        request = D.encode(self.key, D.Who(nonce))
         deadline = loop.time() + seconds
         try:
-            # again and again: a lost datagram, or a node that starts meanwhile, still counts
-            while (left := deadline - loop.time()) > 0:
+            # again and again: a lost datagram, or a node that starts meanwhile, still counts;
+            # each copy numbered and timed, so that nodes answer each copy once
+            for seq in itertools.count():
+                if (left := deadline - loop.time()) <= 0:
+                    break
+                request = D.encode(self.key, D.Who(nonce, time.time(), seq))
                 transport.sendto(request, (self.group, self.port))
                 await asyncio.sleep(min(left, RESEND_EVERY))
         finally:

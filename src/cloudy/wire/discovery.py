@@ -5,15 +5,19 @@ A datagram is ``MAGIC | version | body | HMAC-SHA256(key, MAGIC | version | body
 where the body is a msgpack-encoded `Who` or `Here` and the key is derived from
 the cluster's cookie, so that nodes with another cookie never see each other.
 
-A `Who` carries a fresh random nonce; a `Here` answers one nonce with the
-answering node's address, so a requester counts only the answers to its own
-request, and a recorded answer is worth nothing to a later request.
+A `Who` carries a fresh random nonce, the sender's wall-clock time and the number
+of the copy (a request is resent, each copy numbered); a `Here` answers one nonce
+with the answering node's address, so a requester counts only the answers to its
+own request, and a recorded answer is worth nothing to a later request. A `Who`
+sent more than `MAX_SKEW` seconds before or after the receiver's clock says is
+stale (`check_fresh`): a recorded request is worth nothing for long either.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from typing import Final
 
 import msgspec
@@ -23,18 +27,26 @@ from .handshake import cookie_secret
 __all__ = [
     "DISCOVERY_VERSION",
     "MAX_DATAGRAM",
+    "MAX_SKEW",
     "NONCE_SIZE",
     "DatagramError",
     "Here",
     "Who",
+    "check_fresh",
     "decode",
     "discovery_key",
     "encode",
 ]
 
 MAGIC: Final = b"cldy"
-DISCOVERY_VERSION: Final = 1
+# 2: a Who carries its send time and copy number (version 1 had the nonce only)
+DISCOVERY_VERSION: Final = 2
 NONCE_SIZE: Final = 16
+# A request sent longer ago than this (by the sender's clock), or as far in the future,
+# is stale: this much clock skew between hosts is tolerated, no more.
+MAX_SKEW: Final = 30.0
+# Copies of one request are numbered below this.
+MAX_SEQ: Final = 2**32
 # Far above any datagram we send (about 100 bytes); anything larger is refused unread.
 MAX_DATAGRAM: Final = 1024
 _MAC_SIZE: Final = 32
@@ -42,9 +54,15 @@ _HEADER: Final = MAGIC + bytes([DISCOVERY_VERSION])
 
 
 class Who(msgspec.Struct, frozen=True, array_like=True, tag=0):
-    """A request: every node that hears it answers *nonce* with a `Here`."""
+    """A request: every node that hears it answers *nonce* with a `Here`.
+
+    *sent_at* is the sender's wall clock (`time.time()`) when this copy was sent, and
+    *seq* numbers the copies of one request (the same *nonce*) from 0.
+    """
 
     nonce: bytes
+    sent_at: float
+    seq: int
 
 
 class Here(msgspec.Struct, frozen=True, array_like=True, tag=1):
@@ -98,6 +116,22 @@ def decode(key: bytes, data: bytes) -> Who | Here:
         raise DatagramError("undecodable", str(e)) from None
     if len(msg.nonce) != NONCE_SIZE:
         raise DatagramError("undecodable", f"nonce of {len(msg.nonce)} bytes")
+    if isinstance(msg, Who) and not (math.isfinite(msg.sent_at) and 0 <= msg.seq < MAX_SEQ):
+        raise DatagramError("undecodable", f"sent at {msg.sent_at}, copy {msg.seq}")
     if isinstance(msg, Here) and not (0 < msg.port < 65536 and msg.host):
         raise DatagramError("undecodable", f"bad address {msg.host!r}:{msg.port}")
     return msg
+
+
+def check_fresh(who: Who, now: float, skew: float = MAX_SKEW) -> None:
+    """Raises `DatagramError` ("stale") unless *who* was sent within *skew* s of *now*.
+
+    *now* is the receiver's wall clock (`time.time()`); a request from further in the
+    past (a replay, or one that travelled for ages) or the future (a clock far off) is
+    refused, so a recorded request can be replayed for a minute at most.
+    """
+    age = now - who.sent_at
+    if age > skew:
+        raise DatagramError("stale", f"sent {age:.1f} s ago (at most {skew:g} s)")
+    if age < -skew:
+        raise DatagramError("stale", f"sent {-age:.1f} s in the future (at most {skew:g} s)")
