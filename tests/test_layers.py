@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cloudy.wire.*",),
     ("cloudy.transport.*",),
     ("cloudy.node.*",),
-    ("cloudy.process", "cloudy.channels", "cloudy"),
+    ("cloudy.process", "cloudy.channels", "cloudy.links", "cloudy"),
     ("cloudy.backend.*", "cloudy.ring.*", "cloudy.testing", "cloudy.supervisor"),
     ("cloudy.local", "cloudy.cli"),
 )

@@ -42,7 +42,9 @@ def new_chan() -> tuple[SendPort, ReceivePort[Any]]:
 
 def send_chan(port: SendPort, msg: Any) -> None:
     """Send *msg* on a channel; dropped if its owner has ended."""
-    current_node().send_chan(port, msg)
+    busy = current_node().send_chan(port, msg)
+    if busy is not None:
+        current_process().blocked = busy
 
 
 async def receive_chan(port: ReceivePort[T]) -> T:

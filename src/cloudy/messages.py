@@ -15,6 +15,7 @@ __all__ = [
     "DiedUnknownId",
     "LogMessage",
     "NodeMonitorNotification",
+    "ProcessInfo",
     "ProcessMonitorNotification",
     "WhereIsReply",
 ]
@@ -88,3 +89,16 @@ class LogMessage(Message):
     time: str
     pid: ProcessId
     text: str
+
+
+class ProcessInfo(Message):
+    """What `get_process_info` tells of a live process (Cloud Haskell's ``ProcessInfo``).
+
+    *monitors*: who monitors it, with their refs; *links*: who is linked to it.
+    """
+
+    node: NodeId
+    names: list[str]
+    mailbox_length: int
+    monitors: list[tuple[ProcessId, MonitorRef]]
+    links: list[ProcessId]

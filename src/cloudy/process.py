@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, cast, overload
 
 from .closure import Closure
-from .errors import ProcessExitException
 from .identity import MonitorRef, NodeId, ProcessId
-from .messages import LogMessage
+from .links import link, monitor
+from .messages import LogMessage, ProcessInfo
 from .node import (
     CURRENT_NODE,
     Match,
+    Policy,
     current_node,
     current_process,
     expect,
@@ -30,19 +31,15 @@ from .node import (
 __all__ = [
     "Match",
     "call",
-    "catch_exit",
-    "exit",
+    "drain",
     "expect",
     "expect_timeout",
+    "get_process_info",
     "get_self_node",
     "get_self_pid",
-    "kill",
-    "link",
     "match",
     "match_any",
     "match_if",
-    "monitor",
-    "monitor_node",
     "nsend",
     "nsend_remote",
     "receive_all",
@@ -53,13 +50,11 @@ __all__ = [
     "say",
     "send",
     "send_many",
+    "set_mailbox_limit",
     "spawn",
     "spawn_link",
     "spawn_local",
     "spawn_monitor",
-    "unlink",
-    "unmonitor",
-    "unmonitor_node",
     "unregister",
     "whereis",
     "whereis_remote_async",
@@ -90,13 +85,18 @@ def get_self_node() -> NodeId:
 
 
 def send(pid: ProcessId, msg: Any) -> None:
-    """Send *msg* to *pid*, local or remote. Never waits.
+    """Send *msg* to *pid*, local or remote. Never waits, never drops because of load.
 
     Messages from one process to another arrive in the order sent. A message to
     a process that no longer exists is dropped silently; across nodes delivery is
     at most once (a message in flight when a connection breaks is lost, and
     monitors are told). Raises `EncodeError` if *msg* cannot cross the wire and
     *pid* is remote.
+
+    Backpressure: when more than the node's ``send_high_water`` bytes wait to go to
+    *pid*'s node, the sending process is suspended at its next cloudy await (a
+    receive, `drain`) until they fall below half of it, as Erlang suspends a sender
+    to a busy distribution port.
     """
     node = CURRENT_NODE.get(None)
     if node is None:
@@ -111,7 +111,9 @@ def send(pid: ProcessId, msg: Any) -> None:
             else:
                 target.deliver(msg)
         return
-    node.send(pid, msg)
+    busy = node.send(pid, msg)
+    if busy is not None:
+        current_process().blocked = busy
 
 
 def send_many(pids: Iterable[ProcessId], msg: Any) -> None:
@@ -119,17 +121,37 @@ def send_many(pids: Iterable[ProcessId], msg: Any) -> None:
 
     The broadcast primitive: each recipient gets the message as if sent to it alone.
     """
-    current_node().send_many(pids, msg)
+    busy = current_node().send_many(pids, msg)
+    if busy is not None:
+        current_process().blocked = busy
+
+
+async def drain() -> None:
+    """Wait until every peer this process has sent to can take more; yield once anyway.
+
+    The await point for a process that only sends (one that also receives waits at
+    its receives): ``for x in xs: send(pid, x)`` then ``await drain()`` now and then
+    keeps the bytes buffered towards a slow peer bounded.
+    """
+    proc = current_process()
+    if proc.blocked is not None:
+        await proc.unblock()
+    else:
+        await proc.checkpoint()
 
 
 def nsend(name: str, msg: Any) -> None:
     """Send *msg* to the process registered as *name* on this node (dropped if none)."""
-    current_node().nsend(name, msg)
+    busy = current_node().nsend(name, msg)
+    if busy is not None:
+        current_process().blocked = busy
 
 
 def nsend_remote(node: NodeId, name: str, msg: Any) -> None:
     """Send *msg* to the process registered as *name* on *node*."""
-    current_node().nsend_remote(node, name, msg)
+    busy = current_node().nsend_remote(node, name, msg)
+    if busy is not None:
+        current_process().blocked = busy
 
 
 # The overloads let mypy see through an async handler: its clause yields what the
@@ -285,79 +307,27 @@ def whereis_remote_async(node: NodeId, name: str) -> None:
 
 
 # ==================================================================================
-# Monitoring and linking
+# Introspection and limits
 # ==================================================================================
 
 
-def monitor(pid: ProcessId) -> MonitorRef:
-    """Be told with a `ProcessMonitorNotification` when *pid* ends.
+def get_process_info(pid: ProcessId) -> ProcessInfo | None:
+    """What is known of *pid*: its names, mailbox length, monitors and links.
 
-    The reason is `DiedUnknownId` if *pid* does not exist (or has already ended),
-    `DiedDisconnect` if the connection to its node is lost or cannot be made.
+    None if it is not alive. Only processes of the calling process's node can be
+    asked (a remote pid gives None).
     """
-    return current_node().monitors.monitor(current_process(), pid)
+    return current_node().process_info(pid)
 
 
-def unmonitor(ref: MonitorRef) -> None:
-    """Cancel a monitor (or a node monitor)."""
-    monitors = current_node().monitors
-    monitors.unmonitor(current_process(), ref)
-    monitors.unmonitor_node(ref)
+def set_mailbox_limit(limit: int | None, on_full: Policy = "drop_newest") -> None:
+    """Limit the calling process's mailbox to *limit* messages (None: unlimited).
 
-
-def link(pid: ProcessId) -> None:
-    """When *pid* ends abnormally, raise `ProcessLinkException` in the caller.
-
-    Links are one-way, as in Cloud Haskell. Linking to a process that does not
-    exist raises the exception (reason `DiedUnknownId`) at once.
+    A message that arrives over it is dropped with a log line (``"drop_newest"``)
+    or ends the process (``"kill"``). Mailboxes are unlimited by default, as in
+    Erlang: a long one is logged, and slows the remote senders feeding it.
     """
-    current_node().monitors.monitor(current_process(), pid, link=True)
-
-
-def unlink(pid: ProcessId) -> None:
-    """Remove the link to *pid*."""
-    current_node().monitors.unlink(current_process(), pid)
-
-
-def monitor_node(node: NodeId) -> MonitorRef:
-    """Be told with a `NodeMonitorNotification` when the connection to *node* is lost."""
-    return current_node().monitors.monitor_node(current_process(), node)
-
-
-def unmonitor_node(ref: MonitorRef) -> None:
-    """Cancel a node monitor."""
-    current_node().monitors.unmonitor_node(ref)
-
-
-def exit(pid: ProcessId, reason: Any) -> None:
-    """Raise `ProcessExitException(sender, reason)` in *pid*, which may catch it."""
-    current_node().exit(current_process().pid, pid, reason, kill=False)
-
-
-def kill(pid: ProcessId, reason: str) -> None:
-    """End *pid* unconditionally; its monitors see `DiedException` with *reason*."""
-    current_node().exit(current_process().pid, pid, reason, kill=True)
-
-
-@overload
-async def catch_exit(
-    action: Callable[[], Awaitable[T]], handler: Callable[[ProcessId, Any], Awaitable[T]]
-) -> T: ...
-@overload
-async def catch_exit(
-    action: Callable[[], Awaitable[T]], handler: Callable[[ProcessId, Any], T]
-) -> T: ...
-async def catch_exit(
-    action: Callable[[], Awaitable[T]], handler: Callable[[ProcessId, Any], Any]
-) -> T:
-    """Run *action*; if an exit signal arrives meanwhile, return ``handler(sender, reason)``."""
-    try:
-        return await action()
-    except ProcessExitException as e:
-        result = handler(e.sender, e.reason)
-        if inspect.isawaitable(result):
-            result = await result
-        return cast(T, result)
+    current_node().flow.set_limit(current_process(), limit, on_full)
 
 
 # ==================================================================================

@@ -3,6 +3,7 @@
 `LocalNode` composes the parts, one idea per module (see ``local_node.py``).
 """
 
+from .flow import Policy
 from .local_node import (
     CURRENT_NODE,
     DEFAULT_CONNECT_TIMEOUT,
@@ -11,17 +12,8 @@ from .local_node import (
     current_node,
 )
 from .logger import log_time
-from .mailbox import (
-    CURRENT_PROCESS,
-    REDUCTIONS,
-    Match,
-    Process,
-    ReceivePortState,
-    current_process,
-    expect,
-    receive_all,
-    take,
-)
+from .mailbox import CURRENT_PROCESS, REDUCTIONS, Process, ReceivePortState, current_process
+from .receive import Match, expect, receive_all, take
 
 __all__ = [
     "CURRENT_NODE",
@@ -31,6 +23,7 @@ __all__ = [
     "REDUCTIONS",
     "LocalNode",
     "Match",
+    "Policy",
     "Process",
     "ReceivePortState",
     "current_node",

@@ -24,6 +24,7 @@ from ..transport.tcp import Connection
 from ..wire import protocol as P
 from ..wire.codec import Undecodable, find_undecodable, to_wire
 from ..wire.codec import counter as codec_counter
+from .flow import MailboxFlow
 from .mailbox import Process, exit_signal
 from .monitors import Monitors
 from .outbox import Outbox
@@ -35,7 +36,7 @@ __all__ = ["Controller"]
 
 log = logging.getLogger("cloudy.node")
 
-Send = Callable[[ProcessId, Any], None]
+Send = Callable[[ProcessId, Any], object]
 SpawnClosure = Callable[[Closure, "asyncio.Future[Any] | None"], Process]
 
 
@@ -49,6 +50,7 @@ class Controller:
         monitors: Monitors,
         requests: Requests,
         outbox: Outbox,
+        flow: MailboxFlow,
         *,
         send: Send,
         spawn_closure: SpawnClosure,
@@ -58,6 +60,7 @@ class Controller:
         self._monitors = monitors
         self._requests = requests
         self._outbox = outbox
+        self._flow = flow
         self._send = send
         self._spawn_closure = spawn_closure
 
@@ -76,13 +79,20 @@ class Controller:
             if codec_counter.undecodable != seen:
                 # something in this frame could not be rebuilt: drop just those messages
                 items = self._without_undecodable(conn, items)
+            last: Process | None = None  # to check each mailbox once per frame
             for item in items:
                 if type(item) is P.Send:
                     proc = procs.get(item.lid)
                     if proc is not None:
                         proc.deliver(item.payload)
+                        if proc is not last:
+                            if last is not None:
+                                self._flow.delivered(last, conn)
+                            last = proc
                 else:
                     _HANDLERS[type(item)](self, conn, item)
+            if last is not None:
+                self._flow.delivered(last, conn)
 
     def _without_undecodable(self, conn: Connection, items: list[P.Item]) -> list[P.Item]:
         kept = []

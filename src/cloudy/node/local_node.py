@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..closure import Closure, RemoteTable, default_remote_table
@@ -34,20 +34,22 @@ from ..errors import (
     RemoteCallError,
     SpawnError,
 )
-from ..identity import NodeId, ProcessId, SendPort, port_number
-from ..messages import AnyDiedReason, WhereIsReply
+from ..identity import NodeId, ProcessId, port_number
+from ..messages import AnyDiedReason, ProcessInfo
 from ..transport.admission import DEFAULT_MAX_PENDING_HANDSHAKES
-from ..transport.tcp import Connection, SSLConfig, Transport
+from ..transport.tcp import DEFAULT_SEND_HIGH_WATER, Connection, SSLConfig, Transport
 from ..wire import protocol as P
 from ..wire.codec import to_wire
 from ..wire.framing import DEFAULT_MAX_FRAME
 from .controller import Controller
+from .flow import DEFAULT_PAUSE_AT, DEFAULT_WARN_AT, MailboxFlow
 from .logger import logger_loop
-from .mailbox import Killed, Process, ProcessState, ReceivePortState, enter, exit_signal
+from .mailbox import Killed, Process, ProcessState, enter
 from .monitors import Monitors
 from .outbox import Outbox
 from .registry import Registry
 from .requests import Requests
+from .routing import Router
 from .runner import run_process
 from .table import ProcessTable
 
@@ -78,7 +80,7 @@ def current_node() -> LocalNode:
     return node
 
 
-class LocalNode:
+class LocalNode(Router):
     """A cloudy node: runs processes and talks to other nodes over TCP.
 
     Use it as an async context manager::
@@ -88,10 +90,15 @@ class LocalNode:
 
     *port* 0 picks a free port (then see `node_id`). *cookie* defaults to
     ``$CLOUDY_COOKIE`` or ``~/.cloudy/cookie``. Leaving the block kills every
-    process still running and closes every connection. At most
-    *max_pending_handshakes* accepted connections may be authenticating at once
-    (the oldest is dropped for a new one; never more than a quarter of the limit
-    on open files).
+    process still running and closes every connection.
+
+    Limits, each with a default that suits most: at most *max_pending_handshakes*
+    accepted connections may be authenticating at once (the oldest is dropped for
+    a new one; never more than a quarter of the limit on open files); a process
+    sending to a peer with more than *send_high_water* bytes waiting for it is
+    suspended at its next await; a mailbox holding *mailbox_warn_at* messages is
+    logged, and one holding *mailbox_pause_at* stops the connections feeding it
+    from being read until it is half as long (see ``flow.py``).
     """
 
     def __init__(
@@ -105,7 +112,10 @@ class LocalNode:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME,
+        send_high_water: int = DEFAULT_SEND_HIGH_WATER,
         max_pending_handshakes: int = DEFAULT_MAX_PENDING_HANDSHAKES,
+        mailbox_warn_at: int = DEFAULT_WARN_AT,
+        mailbox_pause_at: int = DEFAULT_PAUSE_AT,
         logger: bool = True,
     ) -> None:
         self.host = host
@@ -115,24 +125,27 @@ class LocalNode:
         self._ssl = ssl
         self._connect_timeout = connect_timeout
         self._heartbeat_timeout = heartbeat_timeout
+        self._send_high_water = send_high_water
         self._max_pending_handshakes = max_pending_handshakes
         self._want_logger = logger
         self._tasks: set[asyncio.Task[Any]] = set()
         self._transport: Transport | None = None
         self._closing = False
-        self._table = ProcessTable(self.node_id)
+        table = ProcessTable(self.node_id)
         #: The live processes by local id (read-only: the node keeps it).
-        self.processes = self._table.procs
-        self._outbox = Outbox(max_frame_size=max_frame_size, own=self._own, lost=self._node_lost)
-        self.registry = Registry(self._table)
+        self.processes = table.procs
+        outbox = Outbox(max_frame_size=max_frame_size, own=self._own, lost=self._node_lost)
+        super().__init__(table, outbox, Registry(table))
         self.monitors = Monitors(self._table, self._outbox)
         self._requests = Requests(self._table, self._outbox)
+        self.flow = MailboxFlow(warn_at=mailbox_warn_at, pause_at=mailbox_pause_at)
         self._controller = Controller(
             self._table,
             self.registry,
             self.monitors,
             self._requests,
             self._outbox,
+            self.flow,
             send=self.send,
             spawn_closure=self._spawn_closure,
         )
@@ -178,6 +191,7 @@ class LocalNode:
             connect_timeout=self._connect_timeout,
             heartbeat_timeout=self._heartbeat_timeout,
             max_frame_size=self._outbox.max_frame_size,
+            send_high_water=self._send_high_water,
             max_pending_handshakes=self._max_pending_handshakes,
         )
         port = await transport.listen(self.host, self.node_id.port)
@@ -245,6 +259,7 @@ class LocalNode:
         self._table.procs.pop(pid.lid, None)
         self.registry.process_ended(pid)
         self.monitors.process_ended(pid, reason)
+        self.flow.ended(proc)
         proc.mailbox = None
         proc.ports = None
 
@@ -277,80 +292,14 @@ class LocalNode:
             raise SpawnError(f"{clo.name!r} is not in the remote table of {self.node_id}")
         return self._spawn(fn, tuple(clo.args), done)
 
-    # --- messaging --------------------------------------------------------------------
-
-    def send(self, pid: ProcessId, msg: Any) -> None:
-        """Deliver *msg* to *pid*; silently dropped if no such process exists."""
-        if pid.node == self.node_id:
-            proc = self._table.procs.get(pid.lid)
-            if proc is not None:
-                proc.deliver(msg)
-        else:
-            self._outbox.enqueue(pid.node, P.Send(pid.lid, to_wire(msg)))
-
-    def send_many(self, pids: Iterable[ProcessId], msg: Any) -> None:
-        """`send` *msg* to each of *pids* in turn, encoding it once for all remote ones."""
-        wire: Any = None
-        here = self.node_id
-        procs = self._table.procs
-        enqueue = self._outbox.enqueue
-        for pid in pids:
-            if pid.node == here:
-                proc = procs.get(pid.lid)
-                if proc is not None:
-                    proc.deliver(msg)
-            else:
-                if wire is None:
-                    wire = to_wire(msg)
-                enqueue(pid.node, P.Send(pid.lid, wire))
-
-    def nsend(self, name: str, msg: Any) -> None:
-        """Send to the process registered locally as *name* (dropped if none)."""
-        pid = self.registry.whereis(name)
-        if pid is not None:
-            self.send(pid, msg)
-
-    def nsend_remote(self, node: NodeId, name: str, msg: Any) -> None:
-        """Send to the process registered as *name* on *node*."""
-        if node == self.node_id:
-            self.nsend(name, msg)
-        else:
-            self._outbox.enqueue(node, P.NSend(name, to_wire(msg)))
-
-    def new_port(self, proc: Process) -> tuple[SendPort, ReceivePortState]:
-        """A new typed channel owned by *proc*."""
-        if proc.ports is None:
-            proc.ports = {}
-        cid = self._table.next_number()
-        state = proc.ports[cid] = ReceivePortState()
-        return SendPort(proc.pid, cid), state
-
-    def send_chan(self, port: SendPort, msg: Any) -> None:
-        """Deliver *msg* on a typed channel; dropped if its owner has ended."""
-        pid = port.pid
-        if pid.node == self.node_id:
-            proc = self._table.procs.get(pid.lid)
-            state = proc.ports.get(port.cid) if proc is not None and proc.ports else None
-            if state is not None:
-                state.deliver(msg)
-        else:
-            self._outbox.enqueue(pid.node, P.ChanSend(pid.lid, port.cid, to_wire(msg)))
-
-    def whereis_remote_async(self, reply_to: ProcessId, node: NodeId, name: str) -> None:
-        """Have *node* send a `WhereIsReply` about *name* to *reply_to*."""
-        if node == self.node_id:
-            self.send(reply_to, WhereIsReply(name, self.registry.whereis(name)))
-        else:
-            self._outbox.enqueue(node, P.WhereIs(name, reply_to))
-
-    def exit(self, sender: ProcessId, target: ProcessId, reason: Any, kill: bool) -> None:
-        """Raise an exit signal in *target* (end it, when *kill*)."""
-        if target.node == self.node_id:
-            proc = self._table.procs.get(target.lid)
-            if proc is not None:
-                proc.signal(exit_signal(sender, reason, kill))
-        else:
-            self._outbox.enqueue(target.node, P.Exit(target, sender, to_wire(reason), kill))
+    def process_info(self, pid: ProcessId) -> ProcessInfo | None:
+        """What is known of local process *pid*, or None if it is not alive here."""
+        proc = self._table.get(pid)
+        if proc is None:
+            return None
+        monitors, links = self.monitors.watchers_of(pid)
+        length = len(proc.mailbox) if proc.mailbox else 0
+        return ProcessInfo(self.node_id, self.registry.names_of(pid), length, monitors, links)
 
     # --- the registry, for code outside any process -------------------------------------
 
@@ -372,6 +321,9 @@ class LocalNode:
 
     def connection_lost(self, conn: Connection, reason: str) -> None:
         self._outbox.connection_lost(conn, reason)
+
+    def connection_busy(self, conn: Connection, busy: bool) -> None:
+        self._outbox.connection_busy(conn, busy)
 
     def _node_lost(self, node: NodeId, error: NodeUnreachable) -> None:
         self.monitors.node_lost(node)

@@ -6,7 +6,7 @@ import sys
 import time
 
 from ..messages import LogMessage
-from .mailbox import receive_all
+from .receive import receive_all
 
 __all__ = ["log_time", "logger_loop"]
 

@@ -29,24 +29,22 @@ import contextvars
 import enum
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from ..errors import NotInProcessError, ProcessExitException
 from ..identity import ProcessId
+from ..transport.tcp import Connection
 
 __all__ = [
     "CURRENT_PROCESS",
     "REDUCTIONS",
     "Killed",
-    "Match",
     "Process",
     "ProcessState",
     "ReceivePortState",
+    "Watch",
     "current_process",
     "exit_signal",
-    "expect",
-    "receive_all",
-    "take",
 ]
 
 # Receives served from the mailbox without waiting before a process yields once.
@@ -94,11 +92,24 @@ class ReceivePortState:
                 w.set_result(None)
 
 
+class Watch:
+    """The state of a long or limited mailbox (kept by ``flow.py``, which says more)."""
+
+    __slots__ = ("dropped", "paused", "taken", "warned")
+
+    def __init__(self, taken: Callable[[Process], None]) -> None:
+        self.warned = False
+        self.paused: list[Connection] = []  # connections not read until it is shorter
+        self.dropped = 0  # messages dropped over its limit since last logged
+        self.taken = taken  # to call after the process took messages
+
+
 class Process:
     """The node's record of one process."""
 
     __slots__ = (
         "__weakref__",
+        "blocked",
         "done",
         "mailbox",
         "pending",
@@ -109,6 +120,7 @@ class Process:
         "state",
         "task",
         "waiter",
+        "watch",
     )
 
     def __init__(self, pid: ProcessId, done: asyncio.Future[Any] | None = None) -> None:
@@ -123,6 +135,9 @@ class Process:
         self.ports: dict[int, ReceivePortState] | None = None
         # the result of `run_process`: set when the process ends
         self.done = done
+        # a busy peer this process sent to: it waits for it at its next cloudy await
+        self.blocked: asyncio.Future[None] | None = None
+        self.watch: Watch | None = None  # set only while its mailbox is long or limited
 
     def __repr__(self) -> str:
         queued = len(self.mailbox) if self.mailbox else 0
@@ -185,8 +200,19 @@ class Process:
                 raise
             raise exc from None
 
+    async def unblock(self) -> None:
+        """Wait until the busy peer this process sent to can take more (backpressure)."""
+        while (blocked := self.blocked) is not None:
+            self.blocked = None
+            if not blocked.done():
+                # shielded: a signal interrupting this process must not cancel the
+                # future every other sender to that peer waits on
+                await self.guard(asyncio.shield(blocked))
+
     async def wait(self, timeout_at: float | None = None) -> bool:
         """Block until a message arrives (True) or *timeout_at* passes (False)."""
+        if self.blocked is not None:
+            await self.unblock()
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self.waiter = fut
@@ -208,6 +234,8 @@ class Process:
 
     async def checkpoint(self) -> None:
         """Yield to the loop once; deliver any queued signal as its exception."""
+        if self.blocked is not None:
+            await self.unblock()
         try:
             await asyncio.sleep(0)
         except asyncio.CancelledError:
@@ -247,111 +275,3 @@ def enter(proc: Process) -> contextvars.Context:
     ctx = contextvars.copy_context()
     ctx.run(_current.set, proc)
     return ctx
-
-
-# --- selective receive -------------------------------------------------------------
-
-
-class Match(Generic[R]):
-    """One clause of a selective receive; build it with `match`, `match_if` or `match_any`."""
-
-    __slots__ = ("handler", "predicate", "type")
-
-    def __init__(
-        self,
-        tp: type[Any] | None,
-        predicate: Callable[[Any], bool] | None,
-        handler: Callable[[Any], R | Awaitable[R]],
-    ) -> None:
-        self.type = tp
-        self.predicate = predicate
-        self.handler = handler
-
-    def __repr__(self) -> str:
-        name = self.type.__qualname__ if self.type else "any"
-        return f"<Match {name}{' if ...' if self.predicate else ''}>"
-
-    def accepts(self, msg: Any) -> bool:
-        if self.type is not None and not isinstance(msg, self.type):
-            return False
-        return self.predicate is None or bool(self.predicate(msg))
-
-
-async def take(
-    proc: Process, clauses: tuple[Match[Any], ...], seconds: float | None
-) -> tuple[Any, Match[Any]] | None:
-    """Remove and return ``(message, clause)`` for the first message some clause accepts.
-
-    Returns None when *seconds* pass first. Messages no clause accepts stay in
-    the mailbox, in order.
-    """
-    await proc.count_reduction()
-    deadline = None
-    if seconds is not None:
-        deadline = asyncio.get_running_loop().time() + max(seconds, 0.0)
-    i = 0
-    while True:
-        mb = proc.mailbox
-        if mb:
-            n = len(mb)
-            while i < n:
-                msg = mb[i]
-                for clause in clauses:
-                    if clause.accepts(msg):
-                        del mb[i]
-                        return msg, clause
-                i += 1
-        if seconds is not None and seconds <= 0:
-            return None
-        if not await proc.wait(deadline):
-            if proc.mailbox is not None and len(proc.mailbox) > i:
-                seconds = 0  # one last look at what came with the deadline
-                continue
-            return None
-
-
-async def expect(tp: type[T]) -> T:
-    """Wait for, remove and return the first message of type *tp* in the mailbox."""
-    # `take` specialised for one type and no timeout: the hottest receive there is
-    proc = _current.get(None) or current_process()
-    proc.reductions += 1
-    if proc.reductions >= REDUCTIONS:
-        proc.reductions = 0
-        await proc.checkpoint()
-    i = 0
-    while True:
-        mb = proc.mailbox
-        if mb:
-            if i == 0 and isinstance(mb[0], tp):
-                first: T = mb.popleft()
-                return first
-            n = len(mb)
-            while i < n:
-                msg = mb[i]
-                if isinstance(msg, tp):
-                    del mb[i]
-                    return msg
-                i += 1
-        await proc.wait()
-
-
-async def receive_all() -> list[Any]:
-    """Take every message waiting, oldest first; wait only when there is none.
-
-    For a process that handles its mailbox in bulk (a broadcast ring, a router): one
-    call per batch instead of one per message. When messages are already waiting it
-    yields to the loop once first, so a process that always has work is fair to the
-    others (and more messages can join the batch). Selective receive still sees
-    what arrives after the call.
-    """
-    proc = _current.get(None) or current_process()
-    if proc.mailbox:
-        await proc.checkpoint()
-    else:
-        while not proc.mailbox:
-            await proc.wait()
-    mb = proc.mailbox
-    assert mb is not None
-    taken = list(mb)  # the deque stays: a batch is small next to a new deque's cost
-    mb.clear()
-    return taken

@@ -105,6 +105,18 @@ class Monitors:
         for refs in self._node_monitors.values():
             refs.pop(ref, None)
 
+    def watchers_of(
+        self, pid: ProcessId
+    ) -> tuple[list[tuple[ProcessId, MonitorRef]], list[ProcessId]]:
+        """Who monitors local process *pid* (with the refs), and who is linked to it."""
+        monitors, links = [], []
+        for ref, (watcher, is_link) in self._watchers.get(pid.lid, {}).items():
+            if is_link:
+                links.append(watcher)
+            else:
+                monitors.append((watcher, ref))
+        return monitors, links
+
     # --- what happens -------------------------------------------------------------
 
     def process_ended(self, pid: ProcessId, reason: AnyDiedReason) -> None:

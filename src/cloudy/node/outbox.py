@@ -15,6 +15,15 @@ side sends on the one it adopted first. When a connection is lost every other
 connection to that node goes too, and the node is reported lost (``lost``): a
 message may have gone with it, so whoever watches that node must be told.
 
+Backpressure (Erlang's busy distribution port): a peer is *busy* while its
+connection holds more unsent bytes than the high-water mark, or while more than
+`MAX_QUEUED` items wait for it (say, while it is being dialled). `enqueue` then
+returns a future that is resolved once the peer is no longer busy (below half the
+mark): the process that sent waits on it at its next cloudy await, so a producer
+can never run ahead of its peer without bound. Nothing is dropped because of load.
+When the peer is lost, the future is resolved too (the sender goes on; what it
+sent is reported lost to monitors).
+
 Ownership rule: every connection and every unsent item towards a peer lives in
 this file; the transport below sees only bytes.
 """
@@ -37,6 +46,8 @@ log = logging.getLogger("cloudy.node")
 
 # Items per frame: bounds the time the receiver spends decoding one frame.
 MAX_BATCH = 8192
+# Items waiting for a peer (not yet written) above which it is busy.
+MAX_QUEUED = 4 * MAX_BATCH
 
 Own = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
 Lost = Callable[[NodeId, NodeUnreachable], None]
@@ -45,7 +56,7 @@ Lost = Callable[[NodeId, NodeUnreachable], None]
 class Peer:
     """What we know of one other node: its sending connection and what waits on it."""
 
-    __slots__ = ("conns", "dialling", "node", "out", "scheduled", "sender")
+    __slots__ = ("conns", "dialling", "drained", "node", "out", "scheduled", "sender")
 
     def __init__(self, node: NodeId) -> None:
         self.node = node
@@ -54,6 +65,25 @@ class Peer:
         self.dialling: asyncio.Task[None] | None = None
         self.out: list[P.Item] = []
         self.scheduled = False
+        # set while the peer is busy; resolved when it is not
+        self.drained: asyncio.Future[None] | None = None
+
+    def check_busy(self) -> asyncio.Future[None] | None:
+        """Whether the peer is busy now: the future senders wait on, or None."""
+        sender = self.sender
+        if (sender is not None and sender.busy) or len(self.out) > MAX_QUEUED:
+            if self.drained is None:
+                self.drained = asyncio.get_running_loop().create_future()
+            return self.drained
+        if self.drained is not None:
+            self.release()
+        return None
+
+    def release(self) -> None:
+        """Let everyone waiting for this peer go on."""
+        drained, self.drained = self.drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def __repr__(self) -> str:
         state = "up" if self.sender else ("dialling" if self.dialling else "down")
@@ -77,19 +107,27 @@ class Outbox:
     def __repr__(self) -> str:
         return f"<Outbox {len(self.peers)} peers>"
 
-    def enqueue(self, node: NodeId, item: P.Item) -> None:
-        """Send *item* to *node*: at once, later in this turn, or once it is dialled."""
+    def enqueue(self, node: NodeId, item: P.Item) -> asyncio.Future[None] | None:
+        """Send *item* to *node*: at once, later in this turn, or once it is dialled.
+
+        Returns None, or — when the peer is busy — the future to wait on before
+        sending more (see the module's docstring).
+        """
         peer = self.peers.get(node) or self._peer(node)
-        if not (peer.scheduled or peer.out) and peer.sender is not None:
+        sender = peer.sender
+        if not (peer.scheduled or peer.out) and sender is not None:
             # the first item of a turn leaves at once; marked dirty below, the peer
             # batches whatever follows in this turn until `flush`
-            self._write(peer.sender, [item])
+            self._write(sender, [item])
         else:
             peer.out.append(item)
         if not peer.scheduled:
             self._mark_dirty(peer)
-        if peer.sender is None and peer.dialling is None and not self.closing:
+        if sender is None and peer.dialling is None and not self.closing:
             self._dial(peer)
+        if peer.drained is not None or len(peer.out) > MAX_QUEUED or (sender and sender.busy):
+            return peer.check_busy()
+        return None
 
     def ensure_connected(self, node: NodeId) -> None:
         """Dial *node* unless a connection is up or on its way (for node monitors)."""
@@ -109,6 +147,8 @@ class Outbox:
             out, peer.out = peer.out, []
             for i in range(0, len(out), MAX_BATCH):
                 self._write(conn, out[i : i + MAX_BATCH])
+            if peer.drained is not None:
+                peer.check_busy()
 
     def _peer(self, node: NodeId) -> Peer:
         peer = self.peers.get(node)
@@ -171,6 +211,12 @@ class Outbox:
             if peer.out and not peer.scheduled:
                 self._mark_dirty(peer)
 
+    def connection_busy(self, conn: Connection, busy: bool) -> None:
+        """The connection's unsent bytes passed the high-water mark, or fell below half."""
+        peer = self.peers.get(conn.remote_node)
+        if peer is not None and peer.sender is conn:
+            peer.check_busy()
+
     def connection_up(self, conn: Connection) -> None:
         """A connection finished its handshake (the dialler adopts its own in `_dial_task`)."""
         if not conn.initiator:
@@ -188,7 +234,9 @@ class Outbox:
 
     def _peer_lost(self, node: NodeId, error: NodeUnreachable) -> None:
         peer = self.peers.pop(node, None)
-        if peer is not None and peer.dialling is not None:
-            peer.dialling.cancel()
+        if peer is not None:
+            if peer.dialling is not None:
+                peer.dialling.cancel()
+            peer.release()
         if not self.closing:
             self._lost(node, error)

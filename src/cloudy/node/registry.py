@@ -49,6 +49,10 @@ class Registry:
         """The pid registered as *name*, or None."""
         return self._names.get(name)
 
+    def names_of(self, pid: ProcessId) -> list[str]:
+        """The names local process *pid* holds, sorted."""
+        return sorted(self._held.get(pid.lid, ()))
+
     def process_ended(self, pid: ProcessId) -> None:
         """Free every name *pid* (a local process) held."""
         names = self._held.pop(pid.lid, None)
