@@ -167,10 +167,9 @@ class Transport:
             for conn in list(self._conns):
                 if conn.state is not ConnState.UP:
                     continue
-                silent = now - max(conn.last_recv, awake)
-                if conn.reading_paused:
-                    pass  # we stopped reading it: its silence is ours
-                elif silent > self.heartbeat_timeout:
+                # a connection we stopped reading: its silence is ours, not the peer's
+                silent = 0.0 if conn.reading_paused else now - max(conn.last_recv, awake)
+                if silent > self.heartbeat_timeout:
                     log.warning(
                         "%s (%s) silent for %.1fs: declaring it lost",
                         conn.remote_node,
