@@ -63,6 +63,7 @@ from .process import (
     receive_all,
     receive_timeout,
     receive_wait,
+    reconnect,
     register,
     reregister,
     say,
@@ -74,6 +75,7 @@ from .process import (
     spawn_local,
     spawn_monitor,
     unregister,
+    usend,
     whereis,
     whereis_remote_async,
 )
@@ -142,6 +144,7 @@ __all__ = [
     "receive_chan",
     "receive_timeout",
     "receive_wait",
+    "reconnect",
     "register",
     "remotable",
     "reregister",
@@ -158,6 +161,7 @@ __all__ = [
     "unmonitor",
     "unmonitor_node",
     "unregister",
+    "usend",
     "whereis",
     "whereis_remote_async",
 ]

@@ -42,9 +42,10 @@ def new_chan() -> tuple[SendPort, ReceivePort[Any]]:
 
 def send_chan(port: SendPort, msg: Any) -> None:
     """Send *msg* on a channel; dropped if its owner has ended."""
-    busy = current_node().send_chan(port, msg)
+    proc = current_process()
+    busy = current_node().send_chan(port, msg, proc)
     if busy is not None:
-        current_process().blocked = busy
+        proc.blocked = busy
 
 
 async def receive_chan(port: ReceivePort[T]) -> T:

@@ -45,6 +45,7 @@ __all__ = [
     "receive_all",
     "receive_timeout",
     "receive_wait",
+    "reconnect",
     "register",
     "reregister",
     "say",
@@ -56,6 +57,7 @@ __all__ = [
     "spawn_local",
     "spawn_monitor",
     "unregister",
+    "usend",
     "whereis",
     "whereis_remote_async",
 ]
@@ -111,9 +113,36 @@ def send(pid: ProcessId, msg: Any) -> None:
             else:
                 target.deliver(msg)
         return
-    busy = node.send(pid, msg)
+    proc = current_process()
+    busy = node.send(pid, msg, proc)
+    if busy is not None:
+        proc.blocked = busy
+
+
+def usend(pid: ProcessId, msg: Any) -> None:
+    """`send`, without the prefix rule: after a lost connection it reconnects by itself.
+
+    Cloud Haskell's ``usend``: the messages sent to *pid*'s node while its connection
+    was down are lost, and later ones may still arrive — a hole followed by later
+    messages. Use it where each message stands alone (a status, a sample); use
+    `send` where order matters, and `reconnect` after a loss.
+    """
+    busy = current_node().send(pid, msg)
     if busy is not None:
         current_process().blocked = busy
+
+
+def reconnect(to: ProcessId | NodeId) -> None:
+    """Send again to process *to* (or to every process of node *to*) after a loss.
+
+    Messages from this process to another are delivered in order, or not at all from
+    some point on: once the connection to the other's node broke, what this process
+    sends to it is dropped (with one log line) until it calls `reconnect`. Then
+    delivery resumes on a new connection; what was lost in between stays lost
+    (monitors were told, with `DiedDisconnect`). Processes it never sent to before
+    are not held back.
+    """
+    current_node().reconnect(current_process(), to)
 
 
 def send_many(pids: Iterable[ProcessId], msg: Any) -> None:
@@ -121,9 +150,10 @@ def send_many(pids: Iterable[ProcessId], msg: Any) -> None:
 
     The broadcast primitive: each recipient gets the message as if sent to it alone.
     """
-    busy = current_node().send_many(pids, msg)
+    proc = current_process()
+    busy = current_node().send_many(pids, msg, proc)
     if busy is not None:
-        current_process().blocked = busy
+        proc.blocked = busy
 
 
 async def drain() -> None:
@@ -149,9 +179,10 @@ def nsend(name: str, msg: Any) -> None:
 
 def nsend_remote(node: NodeId, name: str, msg: Any) -> None:
     """Send *msg* to the process registered as *name* on *node*."""
-    busy = current_node().nsend_remote(node, name, msg)
+    proc = current_process()
+    busy = current_node().nsend_remote(node, name, msg, proc)
     if busy is not None:
-        current_process().blocked = busy
+        proc.blocked = busy
 
 
 # The overloads let mypy see through an async handler: its clause yields what the

@@ -110,6 +110,7 @@ class Process:
     __slots__ = (
         "__weakref__",
         "blocked",
+        "contacts",
         "done",
         "mailbox",
         "pending",
@@ -138,6 +139,8 @@ class Process:
         # a busy peer this process sent to: it waits for it at its next cloudy await
         self.blocked: asyncio.Future[None] | None = None
         self.watch: Watch | None = None  # set only while its mailbox is long or limited
+        # each remote process it sent to: its node's generation then (see ``routing``)
+        self.contacts: dict[ProcessId, int] | None = None
 
     def __repr__(self) -> str:
         queued = len(self.mailbox) if self.mailbox else 0

@@ -99,6 +99,9 @@ class Outbox:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closing = False
         self.peers: dict[NodeId, Peer] = {}
+        # how many times each node was lost: a sender's messages to it after a loss
+        # are held back until it reconnects (see ``routing``)
+        self.generations: dict[NodeId, int] = {}
         self._own = own
         self._lost = lost
         self._dirty: list[Peer] = []
@@ -233,6 +236,7 @@ class Outbox:
         self._peer_lost(node, NodeUnreachable(node, reason))
 
     def _peer_lost(self, node: NodeId, error: NodeUnreachable) -> None:
+        self.generations[node] = self.generations.get(node, 0) + 1
         peer = self.peers.pop(node, None)
         if peer is not None:
             if peer.dialling is not None:

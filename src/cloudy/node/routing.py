@@ -3,11 +3,22 @@
 Every send to another node returns None, or — when that peer is busy — the future
 the sending process must wait on before it sends more (see ``outbox``); the
 process API records it on the sender. Local delivery never waits.
+
+Prefix delivery (Cloud Haskell's rule): messages from one process to another
+arrive in order, or not at all after some point — never a hole followed by later
+messages. So a sender remembers, for each remote process it sends to, how many
+times that process's node had been lost (its *generation*) when it first did;
+once the node has been lost since, its later sends to that process are dropped,
+with one log line, until it calls `reconnect`. Sending to a process it never sent
+to before is never held back. A send without a sender (``usend``, the node's own
+signals) is not held to this: it may lose messages in between, and reconnects by
+itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +33,8 @@ from .table import ProcessTable
 
 __all__ = ["Busy", "Router"]
 
+log = logging.getLogger("cloudy.node")
+
 Busy = asyncio.Future[None] | None
 
 
@@ -35,16 +48,49 @@ class Router:
         self._outbox = outbox
         self.registry = registry
 
-    def send(self, pid: ProcessId, msg: Any) -> Busy:
+    def may_send(self, sender: Process, to: ProcessId) -> bool:
+        """Whether *sender* may send to *to*: not if messages to it may have been lost."""
+        generation = self._outbox.generations.get(to.node, 0)
+        contacts = sender.contacts
+        if contacts is None:
+            sender.contacts = {to: generation}
+            return True
+        seen = contacts.setdefault(to, generation)
+        if seen == generation:
+            return True
+        if seen >= 0:
+            contacts[to] = -1  # said once; `reconnect` clears it
+            log.warning(
+                "process %s: messages to %s are dropped since the connection to its node "
+                "was lost (call reconnect to send again)",
+                sender.pid,
+                to,
+            )
+        return False
+
+    def reconnect(self, sender: Process, to: ProcessId | NodeId) -> None:
+        """Let *sender* send to *to* again, or to every process of node *to*."""
+        contacts = sender.contacts
+        if contacts is None:
+            return
+        if isinstance(to, ProcessId):
+            contacts.pop(to, None)
+        else:
+            for pid in [pid for pid in contacts if pid.node == to]:
+                del contacts[pid]
+
+    def send(self, pid: ProcessId, msg: Any, sender: Process | None = None) -> Busy:
         """Deliver *msg* to *pid*; silently dropped if no such process exists."""
         if pid.node == self.node_id:
             proc = self._table.procs.get(pid.lid)
             if proc is not None:
                 proc.deliver(msg)
             return None
+        if sender is not None and not self.may_send(sender, pid):
+            return None
         return self._outbox.enqueue(pid.node, P.Send(pid.lid, to_wire(msg)))
 
-    def send_many(self, pids: Iterable[ProcessId], msg: Any) -> Busy:
+    def send_many(self, pids: Iterable[ProcessId], msg: Any, sender: Process | None = None) -> Busy:
         """`send` *msg* to each of *pids* in turn, encoding it once for all remote ones."""
         wire: Any = None
         here = self.node_id
@@ -56,7 +102,7 @@ class Router:
                 proc = procs.get(pid.lid)
                 if proc is not None:
                     proc.deliver(msg)
-            else:
+            elif sender is None or self.may_send(sender, pid):
                 if wire is None:
                     wire = to_wire(msg)
                 busy = enqueue(pid.node, P.Send(pid.lid, wire)) or busy
@@ -67,10 +113,15 @@ class Router:
         pid = self.registry.whereis(name)
         return self.send(pid, msg) if pid is not None else None
 
-    def nsend_remote(self, node: NodeId, name: str, msg: Any) -> Busy:
+    def nsend_remote(
+        self, node: NodeId, name: str, msg: Any, sender: Process | None = None
+    ) -> Busy:
         """Send to the process registered as *name* on *node*."""
         if node == self.node_id:
             return self.nsend(name, msg)
+        # a name stands for a process of that node: held to the rule as pid 0 there
+        if sender is not None and not self.may_send(sender, ProcessId(node, 0)):
+            return None
         return self._outbox.enqueue(node, P.NSend(name, to_wire(msg)))
 
     def new_port(self, proc: Process) -> tuple[SendPort, ReceivePortState]:
@@ -81,7 +132,7 @@ class Router:
         state = proc.ports[cid] = ReceivePortState()
         return SendPort(proc.pid, cid), state
 
-    def send_chan(self, port: SendPort, msg: Any) -> Busy:
+    def send_chan(self, port: SendPort, msg: Any, sender: Process | None = None) -> Busy:
         """Deliver *msg* on a typed channel; dropped if its owner has ended."""
         pid = port.pid
         if pid.node == self.node_id:
@@ -89,6 +140,8 @@ class Router:
             state = proc.ports.get(port.cid) if proc is not None and proc.ports else None
             if state is not None:
                 state.deliver(msg)
+            return None
+        if sender is not None and not self.may_send(sender, pid):
             return None
         return self._outbox.enqueue(pid.node, P.ChanSend(pid.lid, port.cid, to_wire(msg)))
 
