@@ -45,7 +45,7 @@ def send_chan(port: SendPort, msg: Any) -> None:
     proc = current_process()
     busy = current_node().send_chan(port, msg, proc)
     if busy is not None:
-        proc.blocked = busy
+        proc.block(busy)
 
 
 async def receive_chan(port: ReceivePort[T]) -> T:

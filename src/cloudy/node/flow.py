@@ -19,8 +19,9 @@ sender fill this node's memory:
   message over it: ``drop_newest`` (dropped, logged once per crossing) or ``kill``
   (the process ends with that reason).
 
-Ownership rule: the watch state of a process (``Process.watch``) is written only
-here; a process without a long mailbox or a limit has none, and costs nothing.
+Ownership rule: the mailbox part of a process's `Attention` (warned, paused,
+dropped, limited) is written only here; a process without a long mailbox or a
+limit has none, and costs nothing. The checks run at the process's next receive.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections import deque
 from typing import Any, Literal
 
 from ..transport.tcp import Connection
-from .mailbox import Killed, Process, Watch
+from .mailbox import Attention, Killed, Process
 
 __all__ = ["DEFAULT_PAUSE_AT", "DEFAULT_WARN_AT", "BoundedMailbox", "MailboxFlow", "Policy"]
 
@@ -58,7 +59,7 @@ class BoundedMailbox(deque[Any]):
             super().append(msg)
             return
         proc = self.proc
-        watch = proc.watch
+        watch = proc.attention
         if self.policy == "kill":
             proc.signal(Killed(f"mailbox limit of {self.limit} messages exceeded"))
         elif watch is not None:
@@ -84,9 +85,7 @@ class MailboxFlow:
         n = len(mb) if mb is not None else 0
         if n < self.warn_at and n < self.pause_at:
             return
-        watch = proc.watch
-        if watch is None:
-            watch = proc.watch = Watch(self.taken)
+        watch = self._attention(proc)
         if n >= self.warn_at and not watch.warned:
             watch.warned = True
             log.warning("process %s has %d messages waiting in its mailbox", proc.pid, n)
@@ -95,8 +94,8 @@ class MailboxFlow:
             watch.paused.append(conn)
 
     def taken(self, proc: Process) -> None:
-        """After *proc* took messages: resume what it paused, re-arm its warning."""
-        watch = proc.watch
+        """When *proc* receives: resume what it paused, re-arm its warning."""
+        watch = proc.attention
         if watch is None:
             return
         mb = proc.mailbox
@@ -116,7 +115,7 @@ class MailboxFlow:
 
     def ended(self, proc: Process) -> None:
         """*proc* ended: every connection it paused is read again."""
-        watch = proc.watch
+        watch = proc.attention
         if watch is not None:
             for conn in watch.paused:
                 conn.resume_reading()
@@ -124,12 +123,18 @@ class MailboxFlow:
 
     def set_limit(self, proc: Process, limit: int | None, policy: Policy) -> None:
         """Limit *proc*'s mailbox to *limit* messages (None: no limit)."""
-        if proc.watch is None:
-            proc.watch = Watch(self.taken)
+        if limit is not None and limit < 1:
+            raise ValueError(f"a mailbox limit must be at least 1, not {limit}")
         items = proc.mailbox or ()
+        self._attention(proc).limited = limit is not None
         if limit is None:
             proc.mailbox = deque(items)
         else:
-            if limit < 1:
-                raise ValueError(f"a mailbox limit must be at least 1, not {limit}")
             proc.mailbox = BoundedMailbox(proc, items, limit, policy)
+
+    def _attention(self, proc: Process) -> Attention:
+        attention = proc.attention
+        if attention is None:  # seen to from its next receive on, until idle again
+            attention = proc.need_attention()
+        attention.taken = self.taken
+        return attention

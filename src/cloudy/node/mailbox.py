@@ -38,17 +38,19 @@ from ..transport.tcp import Connection
 __all__ = [
     "CURRENT_PROCESS",
     "REDUCTIONS",
+    "Attention",
     "Killed",
     "Process",
     "ProcessState",
     "ReceivePortState",
-    "Watch",
     "current_process",
     "exit_signal",
 ]
 
 # Receives served from the mailbox without waiting before a process yields once.
 REDUCTIONS = 2000
+# While a process has `Attention` left to see to, it looks again every this many.
+ATTEND_EVERY = 64
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -92,16 +94,28 @@ class ReceivePortState:
                 w.set_result(None)
 
 
-class Watch:
-    """The state of a long or limited mailbox (kept by ``flow.py``, which says more)."""
+class Attention:
+    """What a process must see to at its next receive: a busy peer it sent to, or its
+    long or limited mailbox (kept by ``flow.py``, which says more).
 
-    __slots__ = ("dropped", "paused", "taken", "warned")
+    Most processes have none, and their receives pay one check for it.
+    """
 
-    def __init__(self, taken: Callable[[Process], None]) -> None:
+    __slots__ = ("blocked", "dropped", "limited", "looks", "paused", "taken", "warned")
+
+    def __init__(self) -> None:
+        # a busy peer's future: the process waits on it before receiving (backpressure)
+        self.blocked: asyncio.Future[None] | None = None
         self.warned = False
         self.paused: list[Connection] = []  # connections not read until it is shorter
         self.dropped = 0  # messages dropped over its limit since last logged
-        self.taken = taken  # to call after the process took messages
+        self.limited = False  # a mailbox limit is set
+        self.taken: Callable[[Process], None] | None = None  # the flow's check
+        self.looks = 0  # how often it was seen to since the process last yielded
+
+    def idle(self) -> bool:
+        """Nothing left to see to."""
+        return not (self.blocked or self.warned or self.paused or self.dropped or self.limited)
 
 
 class Process:
@@ -109,9 +123,10 @@ class Process:
 
     __slots__ = (
         "__weakref__",
-        "blocked",
+        "attention",
         "contacts",
         "done",
+        "last_to",
         "mailbox",
         "pending",
         "pid",
@@ -121,7 +136,6 @@ class Process:
         "state",
         "task",
         "waiter",
-        "watch",
     )
 
     def __init__(self, pid: ProcessId, done: asyncio.Future[Any] | None = None) -> None:
@@ -136,11 +150,10 @@ class Process:
         self.ports: dict[int, ReceivePortState] | None = None
         # the result of `run_process`: set when the process ends
         self.done = done
-        # a busy peer this process sent to: it waits for it at its next cloudy await
-        self.blocked: asyncio.Future[None] | None = None
-        self.watch: Watch | None = None  # set only while its mailbox is long or limited
+        self.attention: Attention | None = None  # see `Attention`
         # each remote process it sent to: its node's generation then (see ``routing``)
         self.contacts: dict[ProcessId, int] | None = None
+        self.last_to: ProcessId | None = None  # the last of them (a fast path)
 
     def __repr__(self) -> str:
         queued = len(self.mailbox) if self.mailbox else 0
@@ -203,19 +216,52 @@ class Process:
                 raise
             raise exc from None
 
-    async def unblock(self) -> None:
-        """Wait until the busy peer this process sent to can take more (backpressure)."""
-        while (blocked := self.blocked) is not None:
-            self.blocked = None
+    def block(self, busy: asyncio.Future[None]) -> None:
+        """This process sent to a busy peer: it waits for *busy* at its next receive."""
+        self.need_attention().blocked = busy
+
+    def need_attention(self) -> Attention:
+        """This process's `Attention`, seen to at its next receive (made if need be)."""
+        attention = self.attention
+        if attention is None:
+            attention = self.attention = Attention()
+        # the receives' fast path checks nothing else: send the next one to `reduce`
+        self.reductions = REDUCTIONS
+        return attention
+
+    async def reduce(self) -> None:
+        """Every `REDUCTIONS` receives (sooner when there is `Attention` to see to)."""
+        attention = self.attention
+        if attention is not None:
+            await self.attend()
+            if self.attention is not None:  # still there: look again soon
+                self.reductions = REDUCTIONS - ATTEND_EVERY
+                attention.looks += 1
+                if attention.looks < REDUCTIONS // ATTEND_EVERY:
+                    return
+                attention.looks = 0  # and yield as often as without it
+        self.reductions = 0
+        await self.checkpoint()
+
+    async def attend(self) -> None:
+        """See to what needs it before receiving: wait for a busy peer, check the mailbox."""
+        attention = self.attention
+        assert attention is not None
+        while (blocked := attention.blocked) is not None:
+            attention.blocked = None
             if not blocked.done():
                 # shielded: a signal interrupting this process must not cancel the
                 # future every other sender to that peer waits on
                 await self.guard(asyncio.shield(blocked))
+        if attention.taken is not None:
+            attention.taken(self)
+        if attention.idle() and self.attention is attention:
+            self.attention = None
 
     async def wait(self, timeout_at: float | None = None) -> bool:
         """Block until a message arrives (True) or *timeout_at* passes (False)."""
-        if self.blocked is not None:
-            await self.unblock()
+        if self.attention is not None:
+            await self.attend()
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self.waiter = fut
@@ -237,8 +283,8 @@ class Process:
 
     async def checkpoint(self) -> None:
         """Yield to the loop once; deliver any queued signal as its exception."""
-        if self.blocked is not None:
-            await self.unblock()
+        if self.attention is not None:
+            await self.attend()
         try:
             await asyncio.sleep(0)
         except asyncio.CancelledError:
@@ -251,8 +297,7 @@ class Process:
         """Yield once every `REDUCTIONS` receives served without waiting."""
         self.reductions += 1
         if self.reductions >= REDUCTIONS:
-            self.reductions = 0
-            await self.checkpoint()
+            await self.reduce()
 
 
 def _wake(fut: asyncio.Future[None]) -> None:

@@ -54,9 +54,11 @@ class Router:
         contacts = sender.contacts
         if contacts is None:
             sender.contacts = {to: generation}
+            sender.last_to = to
             return True
         seen = contacts.setdefault(to, generation)
         if seen == generation:
+            sender.last_to = to
             return True
         if seen >= 0:
             contacts[to] = -1  # said once; `reconnect` clears it
@@ -86,26 +88,41 @@ class Router:
             if proc is not None:
                 proc.deliver(msg)
             return None
-        if sender is not None and not self.may_send(sender, pid):
+        outbox = self._outbox
+        # the fast path: the same pid as last time, and no node was ever lost
+        fast = sender is None or (pid is sender.last_to and not outbox.generations)
+        if not fast and not self.may_send(sender, pid):  # type: ignore[arg-type]
             return None
-        return self._outbox.enqueue(pid.node, P.Send(pid.lid, to_wire(msg)))
+        return outbox.enqueue(pid.node, P.Send(pid.lid, to_wire(msg)))
 
     def send_many(self, pids: Iterable[ProcessId], msg: Any, sender: Process | None = None) -> Busy:
         """`send` *msg* to each of *pids* in turn, encoding it once for all remote ones."""
         wire: Any = None
         here = self.node_id
         procs = self._table.procs
-        enqueue = self._outbox.enqueue
+        outbox = self._outbox
+        enqueue = outbox.enqueue
+        generations = outbox.generations
+        contacts = None
+        if sender is not None:
+            contacts = sender.contacts
+            if contacts is None:
+                contacts = sender.contacts = {}
         busy: Busy = None
         for pid in pids:
             if pid.node == here:
                 proc = procs.get(pid.lid)
                 if proc is not None:
                     proc.deliver(msg)
-            elif sender is None or self.may_send(sender, pid):
-                if wire is None:
-                    wire = to_wire(msg)
-                busy = enqueue(pid.node, P.Send(pid.lid, wire)) or busy
+                continue
+            if contacts is not None:  # `may_send`, inlined for its common case
+                generation = generations.get(pid.node, 0) if generations else 0
+                seen = contacts.setdefault(pid, generation)
+                if seen != generation and not self.may_send(sender, pid):  # type: ignore[arg-type]
+                    continue
+            if wire is None:
+                wire = to_wire(msg)
+            busy = enqueue(pid.node, P.Send(pid.lid, wire)) or busy
         return busy
 
     def nsend(self, name: str, msg: Any) -> Busy:
