@@ -116,6 +116,8 @@ def send(pid: ProcessId, msg: Any) -> None:
             mb = target.mailbox
             if mb is not None and target.waiter is None:
                 mb.append(msg)  # nobody to wake: just queue it
+                if len(mb) >= node.watch_mailboxes_at and target.attention is None:
+                    node.flow.delivered(target, None)  # a long mailbox: logged
             else:
                 target.deliver(msg)
         return

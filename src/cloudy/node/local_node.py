@@ -139,6 +139,8 @@ class LocalNode(Router):
         self.monitors = Monitors(self._table, self._outbox)
         self._requests = Requests(self._table, self._outbox)
         self.flow = MailboxFlow(warn_at=mailbox_warn_at, pause_at=mailbox_pause_at)
+        #: The mailbox length from which a local send tells `flow` (read-only).
+        self.watch_mailboxes_at = min(mailbox_warn_at, mailbox_pause_at)
         self._controller = Controller(
             self._table,
             self.registry,
