@@ -2,7 +2,8 @@
 
 Master to slave: `Setup`, `Phase` (SEND, GRACE, STOP), `Poll`, `Agree`.
 Slave to master: `Ready`, `PhaseAck`, `PollReply`, `Outcome`.
-Ring slaves to each other: `Kick`, `Msg`, `Ack`.
+Ring slaves to each other: `Kick`, `Msg`, `Ack`, and the votes that decide the cut
+(`cut.py`). A slave to itself: `Wake`.
 
 Confirmations and approvals are cumulative high-water marks. Messages from one
 process to another arrive in the order sent, and every `Msg` names the previous
@@ -32,6 +33,7 @@ __all__ = [
     "PollReply",
     "Ready",
     "Setup",
+    "Wake",
 ]
 
 
@@ -131,6 +133,13 @@ class Msg(Message):
     prev: int
     confirms: list[int]
     approved: int
+
+
+class Wake(Message):
+    """A slave's own timer: move to *phase* (without a master), or (*phase* 0) propose
+    the cut again if it is not decided yet."""
+
+    phase: int
 
 
 class Ack(Message):

@@ -26,21 +26,27 @@ Bookkeeping, per ring position p (this process included):
 
 from __future__ import annotations
 
+import asyncio
+import random
 import sys
 import time
 from collections import deque
 
 from .. import (
+    ProcessId,
     ProcessMonitorNotification,
     expect,
     get_self_node,
+    get_self_pid,
     monitor,
     receive_all,
     remotable,
     say,
     send,
     send_many,
+    spawn_local,
 )
+from .cut import Accept, Accepted, Agreement, Decided, Prepare, Promise, Vote
 from .protocol import (
     Ack,
     Agree,
@@ -54,15 +60,29 @@ from .protocol import (
     PollReply,
     Ready,
     Setup,
+    Wake,
 )
 from .random import m
 from .result import RingResult, sum_in_order
 
 __all__ = ["ring_slave"]
 
+START = PhaseName.START
 SEND = PhaseName.SEND
 GRACE = PhaseName.GRACE
 STOP = PhaseName.STOP
+VOTES = (Prepare, Promise, Accept, Accepted, Decided)
+# The cut: position 0 proposes at once, position k after k times this (so that the
+# slaves do not all compete), and each proposes again this often until it is decided.
+STAGGER = 0.2
+RETRY = 1.0
+# A slave that cannot decide (no majority answers) within this says so, and ends.
+DECIDE_TIMEOUT = 10.0
+
+
+async def _wake(pid: ProcessId, after: float, phase: int) -> None:
+    await asyncio.sleep(max(after, 0.0))
+    send(pid, Wake(phase))
 
 
 @remotable
@@ -76,6 +96,30 @@ async def ring_slave() -> None:
     left = (me - 1) % n
     seed = setup.seed
     others = [p for i, p in enumerate(peers) if i != me]
+    me_pid = get_self_pid()
+    agreement = Agreement(me, n)
+    proposal: int | None = None  # what this slave offers as the cut
+    masterless = False
+    entered = {PhaseName.START: time.monotonic()}
+    stop_at = 0.0
+
+    def vote(votes: list[Vote]) -> None:
+        for v in votes:
+            send_many(broadcast_order, v)
+
+    def wake(after: float, phase: int = 0) -> None:
+        spawn_local(_wake, me_pid, after, phase)
+
+    def offer(count: int) -> None:
+        """Offer *count* as the cut (the master's, or our own prefix without it)."""
+        nonlocal proposal, stop_at
+        if proposal is None:
+            proposal = count
+            stop_at = time.monotonic()
+            if me == 0:
+                vote(agreement.propose(count))
+            wake(STAGGER * me if me else RETRY)
+
     # the right neighbour first: it is the one that reacts, so it sets the ring's pace
     broadcast_order = [peers[(me + k) % n] for k in range(1, n + 1)]
     monitor(master)
@@ -129,24 +173,61 @@ async def ring_slave() -> None:
                 forward = msg.index + 1
             elif t is Phase:
                 phase = PhaseName(msg.phase)
+                entered[phase] = time.monotonic()
                 send(master, PhaseAck(me, phase, generated, prefix, seen))
             elif t is Poll:
                 send(master, PollReply(me, seen))
             elif t is Agree:
-                result = RingResult(msg.count, sum_in_order(msg.count, values.__getitem__))
-                line = f"{get_self_node()} {result}"
-                sys.stdout.write(line + "\n")  # one write: slaves may share a terminal
-                sys.stdout.flush()
-                say(line)
-                send(
-                    master,
-                    Outcome(me, get_self_node(), result.count, result.sum, time.process_time()),
-                )
-                return
+                # the master's count is decided with the other slaves like any other
+                # offer: had the master died meanwhile, no slave can settle on another
+                offer(msg.count)
+            elif t in VOTES:
+                vote(agreement.receive(msg))
+            elif t is Wake:
+                if msg.phase:  # no master: the next phase, on our own clock
+                    phase = PhaseName(msg.phase)
+                    entered[phase] = time.monotonic()
+                    if phase is GRACE:
+                        wake(setup.grace_us / 1e6, STOP)
+                    else:
+                        offer(prefix)
+                elif agreement.decided is None and proposal is not None:
+                    if time.monotonic() - stop_at > DECIDE_TIMEOUT:
+                        line = (
+                            f"{get_self_node()} has no agreed result: no majority of the "
+                            f"{n} slaves answered within {DECIDE_TIMEOUT:g} s (cut off?)"
+                        )
+                        print(line, flush=True)
+                        say(line)
+                        return
+                    vote(agreement.propose(proposal))
+                    wake(RETRY * (1 + random.random()))
             elif t is ProcessMonitorNotification:
-                print(f"{get_self_node()}: the master has gone; ring process ends", file=sys.stderr)
-                return
+                if phase is START:
+                    print(f"{get_self_node()}: the master has gone before SEND", file=sys.stderr)
+                    return
+                masterless = True
+                say("the master has gone: finishing the run without it")
+                if phase is SEND:
+                    wake(entered[SEND] + setup.send_us / 1e6 - time.monotonic(), GRACE)
+                elif phase is GRACE:
+                    wake(entered[GRACE] + setup.grace_us / 1e6 - time.monotonic(), STOP)
+                else:
+                    offer(prefix)
             # anything else is not for us: dropped
+
+        if agreement.decided is not None:
+            count = agreement.decided
+            result = RingResult(count, sum_in_order(count, values.__getitem__))
+            line = f"{get_self_node()} {result}"
+            if masterless:
+                line += " (finished without a master)"
+            sys.stdout.write(line + "\n")  # one write: slaves may share a terminal
+            sys.stdout.flush()
+            say(line)
+            if not masterless:
+                send(master, Outcome(me, get_self_node(), count, result.sum, time.process_time()))
+            return
 
         # Our own messages reach us through the mailbox like anyone's: we confirm them
         # to ourselves on arrival.

@@ -1,0 +1,106 @@
+"""The experiment under failure, every node in its own OS process (the seed's way:
+separately started `cloudy slave`s and one `cloudy master`), each ended by PID."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cloudy.aio import free_port
+from cloudy.ring import expected_result
+
+pytestmark = pytest.mark.load
+
+CLOUDY = [sys.executable, "-m", "cloudy.cli"]
+RESULT = r"^(nid://\S+) <(\d+), (\S+)> \(finished without a master\)$"
+
+
+class Reader:
+    """Everything a child writes on a pipe, collected by a thread."""
+
+    def __init__(self, pipe: object) -> None:
+        self.text = ""
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe: object) -> None:
+        for line in pipe:  # type: ignore[attr-defined]
+            self.text += line
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while (found := re.search(pattern, self.text, re.M)) is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{pattern!r} not seen in:\n{self.text}")
+            time.sleep(0.05)
+        return found
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLOUDY, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def end(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def seeds_way() -> Iterator[tuple[list[subprocess.Popen[str]], dict[str, str], str]]:
+    """Four `cloudy slave`s on a private discovery port and cookie."""
+    discovery = str(free_port(socket.SOCK_DGRAM))
+    env = dict(os.environ, CLOUDY_COOKIE=f"faults-{discovery}")
+    slaves = [
+        start(["slave", "127.0.0.1", str(free_port()), "--discovery-port", discovery], env)
+        for _ in range(4)
+    ]
+    try:
+        yield slaves, env, discovery
+    finally:
+        end(slaves)
+
+
+@pytest.mark.parametrize("kill_in", ["SEND", "GRACE"])
+def test_the_master_killed_mid_run_the_slaves_finish_and_agree(
+    seeds_way: tuple[list[subprocess.Popen[str]], dict[str, str], str], kill_in: str
+) -> None:
+    slaves, env, discovery = seeds_way
+    outs = [Reader(s.stdout) for s in slaves]
+    master = start(
+        [
+            *("master", "127.0.0.1", str(free_port()), "2000000", "1000000", "3"),
+            *("--slaves", "4", "--discovery-port", discovery),
+        ],
+        env,
+    )
+    try:
+        progress = Reader(master.stderr)
+        progress.wait_for(rf"^cloudy: {kill_in}", 60)
+        time.sleep(0.5)
+        master.send_signal(signal.SIGKILL)
+        master.wait()
+    finally:
+        end([master])
+    lines = [out.wait_for(RESULT, 30) for out in outs]
+    results = {(int(m.group(2)), m.group(3)) for m in lines}
+    assert len(results) == 1, results  # one agreed result, printed by every slave
+    ((count, total),) = results
+    assert count > 0
+    assert float(total) == expected_result(3, count).sum
