@@ -231,7 +231,8 @@ def test_ctrl_c_on_cloudy_local_ends_every_slave(local_run: tuple[list[str], str
     reader.start()
     try:
         assert under_way.wait(timeout=60), "".join(lines)
-        assert len(processes_mentioning(f"--discovery-port {marker}")) == 3
+        # cloudy local, and per slave its heart and the slave node
+        assert len(processes_mentioning(f"--discovery-port {marker}")) == 5
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=30) != 0, "".join(lines)
         assert wait_until_gone(marker) == []

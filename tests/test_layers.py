@@ -24,14 +24,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cloudy.node.*",),
     ("cloudy.process", "cloudy.channels", "cloudy.links", "cloudy"),
     ("cloudy.backend.*", "cloudy.ring.*", "cloudy.testing", "cloudy.supervisor"),
-    ("cloudy.local", "cloudy.cli"),
+    ("cloudy.local", "cloudy.heart", "cloudy.cli_args", "cloudy.cli"),
 )
 # Modules that may use only cloudy's public API, and the modules that API consists of
 # (besides the names in cloudy.__all__).
-RESTRICTED = ("cloudy.ring.*", "cloudy.backend.*", "cloudy.cli", "cloudy.local")
+RESTRICTED: tuple[str, ...] = ("cloudy.ring.*", "cloudy.backend.*", "cloudy.cli", "cloudy.local")
+RESTRICTED += ("cloudy.heart", "cloudy.cli_args")
 PUBLIC: tuple[str, ...] = ("cloudy.aio", "cloudy.errors", "cloudy.identity", "cloudy.cookie")
 PUBLIC += ("cloudy.transport.discovery", "cloudy.wire.discovery", "cloudy.local")
-PUBLIC += ("cloudy.backend.*", "cloudy.ring.*")
+PUBLIC += ("cloudy.backend.*", "cloudy.ring.*", "cloudy.heart", "cloudy.cli_args")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The ``cloudy`` command: the experiment's slave, master and one-machine run, and tools.
 
-cloudy slave HOST PORT
+cloudy slave HOST PORT [--heart [--heart-intensity R/T]]
 cloudy master HOST PORT [SEND_US GRACE_US SEED] [--send-for 2s --wait-for 1s --with-seed 0]
 cloudy local [--slaves 4 --send-for 2s --wait-for 1s --with-seed 0]
 cloudy verify --with-seed S COUNT
@@ -16,152 +16,28 @@ import argparse
 import contextlib
 import errno
 import json
-import math
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 import msgspec
 
 from .aio import run
 from .backend import simplelocalnet as sl
 from .backend import tools
+from .cli_args import UsageError, parse_args, parse_duration
 from .errors import CloudyError
+from .heart import keep_running
 from .identity import NodeId
-from .local import LocalSlaves, exit_with_stdin
+from .local import LocalSlaves, cloudy_command, exit_with_stdin
 from .ring.master import ExperimentError, Params, Progress, Report, run_experiment
-from .ring.model import MODELS
 from .ring.result import expected_result
 
 __all__ = ["main", "parse_duration"]
 
 # How long `--slaves N` waits for N slaves to answer discovery before giving up.
 FIND_SLAVES_TIMEOUT = 30.0
-
-
-class UsageError(Exception):
-    """A bad argument: one line to the user, exit status 2."""
-
-
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(us|µs|ms|s|m)?\s*$")
-_UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "m": 60.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``2s``, ``1500ms``, ``250us``, ``1m`` or plain seconds (``0.5``).
-
-    Raises `ValueError` for anything else, negative values included.
-    """
-    found = _DURATION.match(text)
-    if found is None:
-        raise ValueError(
-            f"not a duration: {text!r} (use e.g. 2s, 1500ms, or plain seconds; never negative)"
-        )
-    return float(found.group(1)) * _UNITS[found.group(2)]
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _microseconds(text: str) -> float:
-    return _whole(0, math.inf, "not a number of microseconds: ")(text) / 1e6
-
-
-def _seed(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer seed: {text!r}") from None
-
-
-def _whole(low: int, high: float, refusal: str) -> Callable[[str], int]:
-    """An argument type: a whole number from *low* to *high*, else *refusal* with the text."""
-
-    def whole(text: str) -> int:
-        if not text.isdigit() or not low <= int(text) <= high:
-            raise argparse.ArgumentTypeError(f"{refusal}{text!r}")
-        return int(text)
-
-    return whole
-
-
-_count = _whole(0, math.inf, "not a count (a whole number >= 0): ")
-_slaves = _whole(1, math.inf, "the number of slaves must be at least 1, not ")
-_port = _whole(0, 65535, "not a port number (0-65535): ")
-
-
-def _peers(text: str) -> list[NodeId]:
-    try:
-        return sl.parse_peers(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cloudy", description="The cloudy experiment and its tools.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    def run_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--send-for", type=_duration, help="send period (2s, 1500ms, seconds)")
-        p.add_argument("--wait-for", type=_duration, help="grace period (1s, 500ms, seconds)")
-        p.add_argument("--with-seed", type=_seed, help="seed of the random numbers")
-        p.add_argument("--model", default="ring", choices=sorted(MODELS), help="default: ring")
-        p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-
-    def discovery_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--discovery-port", type=_port, default=None, help="UDP discovery port")
-        p.add_argument(
-            "--peers",
-            type=_peers,
-            default=None,
-            help="static peers host:port,... asked over TCP (default: $CLOUDY_PEERS)",
-        )
-
-    p = sub.add_parser("slave", help="start a slave node")
-    p.add_argument("host")
-    p.add_argument("port", type=_port)
-    discovery_options(p)
-    # `cloudy local` passes this: the slave ends when its parent's pipe closes.
-    p.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
-
-    p = sub.add_parser("master", help="find the slaves and run the experiment")
-    p.add_argument("host")
-    p.add_argument("port", type=_port)
-    p.add_argument("send_us", nargs="?", type=_microseconds, help="send period in µs")
-    p.add_argument("grace_us", nargs="?", type=_microseconds, help="grace period in µs")
-    p.add_argument("seed", nargs="?", type=_seed)
-    p.add_argument("--slaves", type=_slaves, help="wait until this many slaves are found")
-    run_options(p)
-    discovery_options(p)
-
-    p = sub.add_parser("local", help="run the whole experiment on this machine")
-    p.add_argument("--slaves", type=_slaves, default=4, help="number of slave processes")
-    run_options(p)
-    p.add_argument("--discovery-port", type=_port, default=None, help=argparse.SUPPRESS)
-
-    p = sub.add_parser("verify", help="print the <COUNT, SUM> a run with this seed must give")
-    p.add_argument("--with-seed", type=_seed, default=0)
-    p.add_argument("count", type=_count)
-
-    p = sub.add_parser("peers", help="list the nodes that answer discovery")
-    p.add_argument("host")
-    discovery_options(p)
-
-    p = sub.add_parser("doctor", help="check that discovery and connections can work")
-    p.add_argument("host")
-    discovery_options(p)
-    return parser
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -286,9 +162,26 @@ def _print_report(report: Report, json_output: bool, out: TextIO) -> None:
 
 
 def cmd_slave(args: argparse.Namespace) -> int:
+    if args.heart:
+        return _slave_with_heart(args)
     if args.exit_with_stdin:
         exit_with_stdin()
     return int(run(_slave(args)))
+
+
+def _slave_with_heart(args: argparse.Namespace) -> int:
+    """Run this slave as a child process that `keep_running` restarts when it dies."""
+    if args.port == 0:
+        raise UsageError(
+            "--heart needs a fixed port, not 0: a restarted slave comes back on the same"
+        )
+    command = [*cloudy_command(), "slave", args.host, str(args.port), "--exit-with-stdin"]
+    if args.discovery_port is not None:
+        command += ["--discovery-port", str(args.discovery_port)]
+    if args.peers is not None:
+        command += ["--peers", ",".join(map(str, args.peers))]
+    name = f"slave {NodeId(args.host, args.port)}"
+    return keep_running(command, name, args.heart_intensity, watch_stdin=args.exit_with_stdin)
 
 
 def cmd_master(args: argparse.Namespace) -> int:
@@ -338,7 +231,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: list[str] | None = None) -> int:
     """Run the ``cloudy`` command; return its exit status."""
     try:
-        args = _parse(_glue_negative_values(argv))
+        args = parse_args(argv)
         return _COMMANDS[args.command](args)
     except UsageError as e:
         print(f"cloudy: {e} (see cloudy --help)", file=sys.stderr)
@@ -349,42 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     except (CloudyError, OSError, ValueError) as e:
         print(f"cloudy: {_explain(e)}", file=sys.stderr)
         return 1
-
-
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = build_parser()
-    if not argv or argv[0] not in _COMMANDS:
-        return parser.parse_args(argv)  # --help, or an error naming the commands
-    # each command's own parser, so that flags and positionals may be mixed
-    sub = parser._subparsers
-    assert sub is not None
-    action = next(a for a in sub._group_actions if isinstance(a, argparse._SubParsersAction))
-    command: argparse.ArgumentParser = action.choices[argv[0]]
-    args = command.parse_intermixed_args(argv[1:])
-    args.command = argv[0]
-    return args
-
-
-def _glue_negative_values(argv: list[str] | None) -> list[str]:
-    """``--send-for -2s`` -> ``--send-for=-2s``, so that it is refused as a bad duration."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    out: list[str] = []
-    for arg in args:
-        if out and out[-1] in _VALUE_FLAGS and re.match(r"^-[0-9.]", arg):
-            out[-1] = f"{out[-1]}={arg}"
-        else:
-            out.append(arg)
-    return out
-
-
-_VALUE_FLAGS = {
-    "--send-for",
-    "--wait-for",
-    "--with-seed",
-    "--slaves",
-    "--discovery-port",
-    "--peers",
-}
 
 
 def _explain(e: BaseException) -> str:

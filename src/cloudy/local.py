@@ -5,6 +5,11 @@ one machine never mix), starts one ``cloudy slave`` child process per slave, and
 every one of them by its PID when it is left — normally, on failure, or on Ctrl-C:
 first a grace period, then SIGTERM, then SIGKILL. Each child also watches its stdin
 (`exit_with_stdin`), so that it ends by itself when its parent has gone.
+
+Each slave runs under ``--heart`` (`cloudy.heart`): the PID `LocalSlaves` holds is a small
+parent process that restarts the slave node, on the same host and port, if it dies during
+the run, and ends it when it is itself ended (or when its stdin closes). A slave that a
+master terminated exits normally, and its heart with it.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ class LocalSlaves:
                         "--discovery-port",
                         str(self.discovery_port),
                         "--exit-with-stdin",
+                        "--heart",
                     ],
                     env=env,
                     stdin=subprocess.PIPE,

@@ -1,0 +1,202 @@
+"""The ``cloudy`` command's arguments: the parser, its value types, and reading argv.
+
+`parse_args` reads a command line into a namespace with ``command`` set; a bad argument
+raises `UsageError` (one line for the user, exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from .backend import simplelocalnet as sl
+from .heart import DEFAULT_INTENSITY, Intensity, parse_intensity
+from .identity import NodeId
+from .ring.model import MODELS
+
+__all__ = ["UsageError", "build_parser", "parse_args", "parse_duration"]
+
+
+class UsageError(Exception):
+    """A bad argument: one line to the user, exit status 2."""
+
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(us|µs|ms|s|m)?\s*$")
+_UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "m": 60.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``2s``, ``1500ms``, ``250us``, ``1m`` or plain seconds (``0.5``).
+
+    Raises `ValueError` for anything else, negative values included.
+    """
+    found = _DURATION.match(text)
+    if found is None:
+        raise ValueError(
+            f"not a duration: {text!r} (use e.g. 2s, 1500ms, or plain seconds; never negative)"
+        )
+    return float(found.group(1)) * _UNITS[found.group(2)]
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _microseconds(text: str) -> float:
+    return _whole(0, math.inf, "not a number of microseconds: ")(text) / 1e6
+
+
+def _seed(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer seed: {text!r}") from None
+
+
+def _whole(low: int, high: float, refusal: str) -> Callable[[str], int]:
+    """An argument type: a whole number from *low* to *high*, else *refusal* with the text."""
+
+    def whole(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"{refusal}{text!r}")
+        return int(text)
+
+    return whole
+
+
+_count = _whole(0, math.inf, "not a count (a whole number >= 0): ")
+_slaves = _whole(1, math.inf, "the number of slaves must be at least 1, not ")
+_port = _whole(0, 65535, "not a port number (0-65535): ")
+
+
+def _intensity(text: str) -> Intensity:
+    try:
+        return parse_intensity(text, parse_duration)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _peers(text: str) -> list[NodeId]:
+    try:
+        return sl.parse_peers(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cloudy", description="The cloudy experiment and its tools.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--send-for", type=_duration, help="send period (2s, 1500ms, seconds)")
+        p.add_argument("--wait-for", type=_duration, help="grace period (1s, 500ms, seconds)")
+        p.add_argument("--with-seed", type=_seed, help="seed of the random numbers")
+        p.add_argument("--model", default="ring", choices=sorted(MODELS), help="default: ring")
+        p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+    def discovery_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--discovery-port", type=_port, default=None, help="UDP discovery port")
+        p.add_argument(
+            "--peers",
+            type=_peers,
+            default=None,
+            help="static peers host:port,... asked over TCP (default: $CLOUDY_PEERS)",
+        )
+
+    p = sub.add_parser("slave", help="start a slave node")
+    p.add_argument("host")
+    p.add_argument("port", type=_port)
+    discovery_options(p)
+    # `cloudy local` passes this: the slave ends when its parent's pipe closes.
+    p.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--heart",
+        action="store_true",
+        help="run the slave as a child process and restart it whenever it dies",
+    )
+    p.add_argument(
+        "--heart-intensity",
+        type=_intensity,
+        default=DEFAULT_INTENSITY,
+        metavar="R/T",
+        help=f"with --heart: give up after more than R restarts in T s ({DEFAULT_INTENSITY})",
+    )
+
+    p = sub.add_parser("master", help="find the slaves and run the experiment")
+    p.add_argument("host")
+    p.add_argument("port", type=_port)
+    p.add_argument("send_us", nargs="?", type=_microseconds, help="send period in µs")
+    p.add_argument("grace_us", nargs="?", type=_microseconds, help="grace period in µs")
+    p.add_argument("seed", nargs="?", type=_seed)
+    p.add_argument("--slaves", type=_slaves, help="wait until this many slaves are found")
+    run_options(p)
+    discovery_options(p)
+
+    p = sub.add_parser("local", help="run the whole experiment on this machine")
+    p.add_argument("--slaves", type=_slaves, default=4, help="number of slave processes")
+    run_options(p)
+    p.add_argument("--discovery-port", type=_port, default=None, help=argparse.SUPPRESS)
+
+    p = sub.add_parser("verify", help="print the <COUNT, SUM> a run with this seed must give")
+    p.add_argument("--with-seed", type=_seed, default=0)
+    p.add_argument("count", type=_count)
+
+    p = sub.add_parser("peers", help="list the nodes that answer discovery")
+    p.add_argument("host")
+    discovery_options(p)
+
+    p = sub.add_parser("doctor", help="check that discovery and connections can work")
+    p.add_argument("host")
+    discovery_options(p)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line *argv* (``sys.argv[1:]`` by default) read; raises `UsageError`."""
+    argv = _glue_negative_values(argv)
+    parser = build_parser()
+    sub = parser._subparsers
+    assert sub is not None
+    action = next(a for a in sub._group_actions if isinstance(a, argparse._SubParsersAction))
+    if not argv or argv[0] not in action.choices:
+        return parser.parse_args(argv)  # --help, or an error naming the commands
+    # each command's own parser, so that flags and positionals may be mixed
+    command: argparse.ArgumentParser = action.choices[argv[0]]
+    args = command.parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
+
+
+def _glue_negative_values(argv: list[str] | None) -> list[str]:
+    """``--send-for -2s`` -> ``--send-for=-2s``, so that it is refused as a bad duration."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    out: list[str] = []
+    for arg in args:
+        if out and out[-1] in _VALUE_FLAGS and re.match(r"^-[0-9.]", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+_VALUE_FLAGS = {
+    "--send-for",
+    "--wait-for",
+    "--with-seed",
+    "--slaves",
+    "--discovery-port",
+    "--peers",
+    "--heart-intensity",
+}
