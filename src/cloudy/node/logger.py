@@ -16,7 +16,10 @@ async def logger_loop() -> None:
     while True:
         for msg in await receive_all():
             if isinstance(msg, LogMessage):
-                print(f"{msg.time} {msg.pid}: {msg.text}", file=sys.stderr, flush=True)
+                # one write per line: nodes sharing a terminal or a pipe never
+                # split each other's lines (print writes the newline apart)
+                sys.stderr.write(f"{msg.time} {msg.pid}: {msg.text}\n")
+                sys.stderr.flush()
 
 
 def log_time() -> str:

@@ -197,7 +197,8 @@ async def ring_slave() -> None:
                             f"{get_self_node()} has no agreed result: no majority of the "
                             f"{n} slaves answered within {DECIDE_TIMEOUT:g} s (cut off?)"
                         )
-                        print(line, flush=True)
+                        sys.stdout.write(line + "\n")
+                        sys.stdout.flush()
                         say(line)
                         return
                     vote(agreement.propose(proposal))
