@@ -21,6 +21,7 @@ from . import (
     CloudyError,
     DiedNormal,
     DiedReason,
+    Match,
     Message,
     MonitorRef,
     NodeId,
@@ -302,34 +303,31 @@ def same(x: Any) -> Any:
 async def _call(sup: ProcessId, op: str, arg: Any = None) -> Any:
     ref = monitor(sup)
     send(sup, SupervisorCall(ref, get_self_pid(), op, arg))
+    clause = match_if(SupervisorReply, lambda r: r.ref == ref, same)
+    answer = await _answer_or_end(sup, ref, clause, "is not running")
+    return answer.value
+
+
+async def _answer_or_end(pid: ProcessId, ref: MonitorRef, clause: Match[Any], what: str) -> Any:
+    """The answer *clause* takes from supervisor *pid* (monitored as *ref*), or raise
+    `SupervisorError` if it ends first (or answers with an error)."""
     answer = await receive_wait(
-        match_if(SupervisorReply, lambda r: r.ref == ref, same),
-        match_if(ProcessMonitorNotification, lambda n: n.ref == ref, same),
+        clause, match_if(ProcessMonitorNotification, lambda n: n.ref == ref, same)
     )
     if isinstance(answer, ProcessMonitorNotification):
-        raise SupervisorError(f"supervisor {sup} is not running ({answer.reason!r})")
+        raise SupervisorError(f"supervisor {pid} {what} ({answer.reason!r})")
     unmonitor(ref)
-    await receive_timeout(
-        0, match_if(ProcessMonitorNotification, lambda n: n.ref == ref, lambda n: n)
-    )
+    await receive_timeout(0, match_if(ProcessMonitorNotification, lambda n: n.ref == ref, same))
     if answer.error is not None:
         raise SupervisorError(answer.error)
-    return answer.value
+    return answer
 
 
 async def await_started(pid: ProcessId) -> None:
     """Wait for the new supervisor *pid* to report its children started; raise if not."""
     ref = monitor(pid)
-    answer = await receive_wait(
-        match_if(SupervisorStarted, lambda s: s.pid == pid, same),
-        match_if(ProcessMonitorNotification, lambda n: n.ref == ref, same),
-    )
-    if isinstance(answer, ProcessMonitorNotification):
-        raise SupervisorError(f"supervisor {pid} ended while starting ({answer.reason!r})")
-    unmonitor(ref)
-    await receive_timeout(0, match_if(ProcessMonitorNotification, lambda n: n.ref == ref, same))
-    if answer.error is not None:
-        raise SupervisorError(answer.error)
+    clause = match_if(SupervisorStarted, lambda s: s.pid == pid, same)
+    await _answer_or_end(pid, ref, clause, "ended while starting")
 
 
 async def start_child(sup: ProcessId, spec: ChildSpec) -> ProcessId:
