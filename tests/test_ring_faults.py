@@ -3,6 +3,7 @@ separately started `cloudy slave`s and one `cloudy master`), each ended by PID."
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -104,3 +105,39 @@ def test_the_master_killed_mid_run_the_slaves_finish_and_agree(
     ((count, total),) = results
     assert count > 0
     assert float(total) == expected_result(3, count).sum
+
+
+PLAIN_RESULT = r"^(nid://\S+) <(\d+), (\S+)>$"
+
+
+@pytest.mark.parametrize("kill_in", ["SEND", "GRACE"])
+def test_a_slave_killed_mid_run_the_ring_closes_around_it_and_the_rest_agree(
+    seeds_way: tuple[list[subprocess.Popen[str]], dict[str, str], str], kill_in: str
+) -> None:
+    slaves, env, discovery = seeds_way
+    outs = [Reader(s.stdout) for s in slaves]
+    master = start(
+        [
+            *("master", "127.0.0.1", str(free_port()), "2000000", "1000000", "5"),
+            *("--slaves", "4", "--discovery-port", discovery, "--json"),
+        ],
+        env,
+    )
+    try:
+        report_out = Reader(master.stdout)
+        Reader(master.stderr).wait_for(rf"^cloudy: {kill_in}", 60)
+        time.sleep(0.5)
+        victim = slaves[2]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        assert master.wait(timeout=60) == 0
+        report = json.loads(report_out.wait_for(r"^\{.*\}$", 10).group(0))
+    finally:
+        end([master])
+    assert report["agree"] and len(report["slaves"]) == 3 and len(report["lost"]) == 1
+    assert report["count"] > 0
+    assert report["sum"] == expected_result(5, report["count"]).sum
+    printed = [out.wait_for(PLAIN_RESULT, 10) for i, out in enumerate(outs) if i != 2]
+    assert {(int(m.group(2)), float(m.group(3))) for m in printed} == {
+        (report["count"], report["sum"])
+    }

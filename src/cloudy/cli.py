@@ -148,6 +148,11 @@ def _print_report(report: Report, json_output: bool, out: TextIO) -> None:
     print(f"{'slave':{width}}  {'count':>8}  sum", file=out)
     for s in report.slaves:
         print(f"{s.node:{width}}  {s.count:>8}  {s.sum!r}", file=out)
+    for node in report.lost:
+        print(
+            f"{node:{width}}  {'lost':>8}  (died during the run; the ring closed around it)",
+            file=out,
+        )
     n = len(report.slaves)
     if report.agree:
         print(f"all {n} slaves agree: <{report.count}, {report.sum!r}>", file=out)

@@ -9,20 +9,21 @@ STOP   every slave acknowledges STOP with its approved prefix; the agreed set is
        1..min(prefix), which every slave has approved; `Agree` makes each slave
        compute, print and report its result over exactly that set.
 
-Phases are moved by messages only: nothing depends on the slaves' clocks.
+Phases are moved by messages only: nothing depends on the slaves' clocks. A slave
+that dies is left out: the others are told (`Members`) and close the ring around it,
+while a majority lives.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import msgspec
 
 from .. import (
     CloudyError,
-    MonitorRef,
     NodeId,
     ProcessId,
     ProcessMonitorNotification,
@@ -35,7 +36,18 @@ from .. import (
     spawn,
 )
 from .model import Model, get_model
-from .protocol import Agree, Outcome, Phase, PhaseAck, PhaseName, Poll, PollReply, Ready, Setup
+from .protocol import (
+    Agree,
+    Members,
+    Outcome,
+    Phase,
+    PhaseAck,
+    PhaseName,
+    Poll,
+    PollReply,
+    Ready,
+    Setup,
+)
 
 __all__ = ["ExperimentError", "Params", "Progress", "Report", "SlaveReport", "run_experiment"]
 
@@ -81,6 +93,8 @@ class Report(msgspec.Struct, frozen=True):
     generated: int = 0
     seen_at_stop: int = 0
     master_cpu_s: float = 0.0
+    # slaves that died during the run (the others closed the ring around them)
+    lost: list[str] = msgspec.field(default_factory=list)
 
 
 Progress = Callable[[str, float, int], None]
@@ -96,7 +110,8 @@ async def run_experiment(
 ) -> Report:
     """Run the experiment on *slaves* (inside a process) and return every slave's result.
 
-    Raises `ExperimentError` when there are no slaves, a slave dies, or one does not answer.
+    Raises `ExperimentError` when there are no slaves, fewer than a majority of them
+    live on, or one does not answer. A slave that dies is left out (`Report.lost`).
     """
     if not slaves:
         raise ExperimentError("no slaves to run the experiment on")
@@ -107,7 +122,7 @@ async def run_experiment(
 
     progress("START", 0.0, 0)
     ring = await _spawn_all(model, nodes)
-    monitors = {monitor(pid): pid for pid in ring}
+    monitors = _Members(ring, nodes)
     for pos, pid in enumerate(ring):
         send(
             pid,
@@ -120,21 +135,21 @@ async def run_experiment(
     await _phase(ring, PhaseName.SEND, monitors)
     started = time.monotonic()
     model.kickstart(ring)
-    seen = await _wait_out("SEND", started + params.send_for, ring[0], monitors, progress, 0)
+    seen = await _wait_out("SEND", started + params.send_for, monitors, progress, 0)
     grace = await _phase(ring, PhaseName.GRACE, monitors)
     send_time = time.monotonic() - started
     generated = max(a.generated for a in grace)
     until = time.monotonic() + params.wait_for
-    await _wait_out("GRACE", until, ring[0], monitors, progress, max(seen, generated))
+    await _wait_out("GRACE", until, monitors, progress, max(seen, generated))
     stop = await _phase(ring, PhaseName.STOP, monitors)
     agreed = min(a.prefix for a in stop)
     seen_at_stop = max(a.seen for a in stop)
     progress("STOP", 0.0, agreed)
 
-    for pid in ring:
-        send(pid, Agree(agreed))
+    for pos in sorted(monitors.alive):
+        send(ring[pos], Agree(agreed))
     # a slave ends (normally) right after it reports: that is no failure
-    outcomes = await _collect(Outcome, n, monitors, finished=lambda o: ring[o.position])
+    outcomes = await _collect(Outcome, n, monitors, finished=True)
     outcomes.sort(key=lambda o: o.position)
     results = [SlaveReport(str(o.node), o.count, o.sum, o.cpu_s) for o in outcomes]
     first = results[0]
@@ -152,6 +167,7 @@ async def run_experiment(
         generated=generated,
         seen_at_stop=seen_at_stop,
         master_cpu_s=time.process_time(),
+        lost=[str(nodes[pos]) for pos in sorted(monitors.lost)],
     )
 
 
@@ -165,31 +181,64 @@ async def _spawn_all(model: Model, nodes: list[NodeId]) -> list[ProcessId]:
     return ring
 
 
-async def _phase(
-    ring: list[ProcessId], phase: PhaseName, monitors: dict[MonitorRef, ProcessId]
-) -> list[PhaseAck]:
-    for pid in ring:
-        send(pid, Phase(phase))
+class _Members:
+    """The ring's live slaves as the master sees them; a death closes the ring around
+    the dead one (`Members` to the others) while a majority of the slaves lives."""
+
+    def __init__(self, ring: list[ProcessId], nodes: list[NodeId]) -> None:
+        self.ring = ring
+        self.alive = set(range(len(ring)))
+        self.lost: set[int] = set()
+        self.refs = {monitor(pid): pos for pos, pid in enumerate(ring)}
+
+    def died(self, note: ProcessMonitorNotification, answered: set[int]) -> None:
+        pos = self.refs.get(note.ref)
+        if pos is None or pos not in self.alive or pos in answered:
+            return  # not a slave, already known, or it ended after its last answer
+        self.alive.discard(pos)
+        self.lost.add(pos)
+        if len(self.alive) < len(self.ring) // 2 + 1:
+            raise ExperimentError(
+                f"slave process {note.pid} ended ({note.reason!r}): "
+                f"{len(self.alive)} of {len(self.ring)} slaves left, not a majority"
+            )
+        for p in self.alive:
+            send(self.ring[p], Members(sorted(self.alive)))
+
+    def probe(self) -> ProcessId:
+        return self.ring[min(self.alive)]
+
+
+async def _phase(ring: list[ProcessId], phase: PhaseName, members: _Members) -> list[PhaseAck]:
+    for pos in sorted(members.alive):
+        send(ring[pos], Phase(phase))
     return await _collect(
-        PhaseAck, len(ring), monitors, lambda a: a.phase == phase, f"entering {phase.name}"
+        PhaseAck, len(ring), members, lambda a: a.phase == phase, f"entering {phase.name}"
     )
 
 
-async def _collect(
-    tp: type[T],
-    count: int,
-    monitors: dict[MonitorRef, ProcessId],
-    accept: Callable[[T], bool] | None = None,
-    what: str | None = None,
-    finished: Callable[[T], ProcessId] | None = None,
-) -> list[T]:
-    """Receive *count* messages of type *tp*; raise if a slave dies or time runs out.
+class _Positioned(Protocol):
+    position: int
 
-    *finished*: the slave a message comes from, which may end once it has sent it.
+
+P = TypeVar("P", bound=_Positioned)
+
+
+async def _collect(
+    tp: type[P],
+    count: int,
+    members: _Members,
+    accept: Callable[[P], bool] | None = None,
+    what: str | None = None,
+    finished: bool = False,
+) -> list[P]:
+    """One *tp* from every live slave; raise if a majority dies or time runs out.
+
+    *finished*: a slave may end once it has sent its message (no failure then).
     """
-    got: list[T] = []
+    got: dict[int, P] = {}
     deadline = time.monotonic() + STEP_TIMEOUT
-    while len(got) < count:
+    while not members.alive <= got.keys():
         msg = await receive_timeout(
             deadline - time.monotonic(),
             match(tp, _same),
@@ -198,40 +247,38 @@ async def _collect(
         )
         if msg is None:
             if time.monotonic() >= deadline:
+                missing = len(members.alive - got.keys())
                 raise ExperimentError(
-                    f"{count - len(got)} of {count} slaves did not answer "
+                    f"{missing} of {count} slaves did not answer "
                     f"({what or tp.__name__}) within {STEP_TIMEOUT:.0f} s"
                 )
             continue
         if isinstance(msg, ProcessMonitorNotification):
-            if msg.ref in monitors and not (
-                finished is not None and msg.pid in {finished(x) for x in got}
-            ):
-                raise ExperimentError(f"slave process {msg.pid} ended: {msg.reason!r}")
+            members.died(msg, set(got) if finished else set())
             continue
         if isinstance(msg, tp) and (accept is None or accept(msg)):
-            got.append(msg)
-    return got
+            got[msg.position] = msg
+    return [got[pos] for pos in sorted(members.alive)]
 
 
 async def _wait_out(
     phase: str,
     until: float,
-    probe: ProcessId,
-    monitors: dict[MonitorRef, ProcessId],
+    members: _Members,
     progress: Progress,
     seen: int,
 ) -> int:
-    """Wait until *until*, polling *probe* for progress; raise if a slave dies.
+    """Wait until *until*, polling a live slave for progress; close the ring around
+    a slave that dies.
 
-    Returns the highest message index *probe* said it had seen.
+    Returns the highest message index a slave said it had seen.
     """
     while True:
         now = time.monotonic()
         progress(phase, max(until - now, 0.0), seen)
         if now >= until:
             return seen
-        send(probe, Poll())
+        send(members.probe(), Poll())
         tick = min(until, now + POLL_INTERVAL)
         while (rest := tick - time.monotonic()) > 0:
             msg = await receive_timeout(
@@ -242,8 +289,7 @@ async def _wait_out(
             if msg is None:
                 break
             if isinstance(msg, ProcessMonitorNotification):
-                if msg.ref in monitors:
-                    raise ExperimentError(f"slave process {msg.pid} ended: {msg.reason!r}")
+                members.died(msg, set())
             elif isinstance(msg, PollReply):
                 seen = max(seen, msg.seen)
 

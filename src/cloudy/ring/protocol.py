@@ -1,6 +1,6 @@
 """The experiment's messages: master <-> slave (any model), and slave <-> slave (the ring).
 
-Master to slave: `Setup`, `Phase` (SEND, GRACE, STOP), `Poll`, `Agree`.
+Master to slave: `Setup`, `Phase` (SEND, GRACE, STOP), `Poll`, `Agree`, `Members`.
 Slave to master: `Ready`, `PhaseAck`, `PollReply`, `Outcome`.
 Ring slaves to each other: `Kick`, `Msg`, `Ack`, and the votes that decide the cut
 (`cut.py`). A slave to itself: `Wake`.
@@ -24,6 +24,7 @@ __all__ = [
     "Ack",
     "Agree",
     "Kick",
+    "Members",
     "Msg",
     "Outcome",
     "Phase",
@@ -62,6 +63,12 @@ class Phase(Message):
     """Move to *phase* (a `PhaseName`); the slave answers with a `PhaseAck`."""
 
     phase: int
+
+
+class Members(Message):
+    """The ring's live members (positions): the others died; close the ring around them."""
+
+    alive: list[int]
 
 
 class Poll(Message):

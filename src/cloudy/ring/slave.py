@@ -51,6 +51,7 @@ from .protocol import (
     Ack,
     Agree,
     Kick,
+    Members,
     Msg,
     Outcome,
     Phase,
@@ -116,12 +117,23 @@ async def ring_slave() -> None:
         if proposal is None:
             proposal = count
             stop_at = time.monotonic()
-            if me == 0:
+            rank = sorted(alive).index(me)  # the first live slave proposes at once
+            if rank == 0:
                 vote(agreement.propose(count))
-            wake(STAGGER * me if me else RETRY)
+            wake(STAGGER * rank if rank else RETRY)
 
-    # the right neighbour first: it is the one that reacts, so it sets the ring's pace
-    broadcast_order = [peers[(me + k) % n] for k in range(1, n + 1)]
+    alive = set(range(n))  # the ring's live members, as the master says (`Members`)
+    broadcast_order: list[ProcessId] = []
+
+    def close_ring() -> None:
+        """The ring over the live members: our left neighbour, and whom we send to."""
+        nonlocal left, others, broadcast_order
+        left = next(p % n for p in range(me - 1, me - n - 1, -1) if p % n in alive)
+        # the right neighbour first: it is the one that reacts, so it sets the pace
+        broadcast_order = [peers[(me + k) % n] for k in range(1, n + 1) if (me + k) % n in alive]
+        others = [peers[p] for p in sorted(alive) if p != me]
+
+    close_ring()
     monitor(master)
     say(f"ring position {me} of {n} ready")
     send(master, Ready(me, get_self_node()))
@@ -140,6 +152,8 @@ async def ring_slave() -> None:
     generated = 0
     my_approved = 0
     sent_state: tuple[tuple[int, ...], int] = ((0,) * n, 0)
+    confirms_of: list[list[int]] = [[0] * n for _ in range(n)]  # p's latest confirmations
+    seen_from = -1  # who broadcast the highest index seen
 
     while True:
         forward = 0  # the index to broadcast next, when this turn brings a reason to
@@ -152,7 +166,7 @@ async def ring_slave() -> None:
                     index = msg.index
                     values[index] = msg.value
                     if index > seen:
-                        seen = index
+                        seen, seen_from = index, frm
                     if msg.prev == last_from[frm] and not gap[frm]:
                         recv_upto[frm] = index
                     elif not gap[frm]:
@@ -163,6 +177,7 @@ async def ring_slave() -> None:
                     if frm == left:
                         forward = index + 1
                 # both carry the sender's confirmations of our messages and its approvals
+                confirms_of[frm] = msg.confirms
                 c = msg.confirms[me]
                 if c > confirmed_by[frm]:
                     confirmed_by[frm] = c
@@ -171,6 +186,16 @@ async def ring_slave() -> None:
                     approvals_changed = True
             elif t is Kick:
                 forward = msg.index + 1
+            elif t is Members:
+                dead = alive - set(msg.alive)
+                alive &= set(msg.alive)
+                close_ring()
+                say(f"ring closed around position(s) {sorted(dead)}: {sorted(alive)} go on")
+                # the token may have died with them: if the highest index came from our
+                # new left neighbour and we have not answered it, we do now
+                if seen_from == left and generated < seen:
+                    forward = seen + 1
+                approvals_changed = True
             elif t is Phase:
                 phase = PhaseName(msg.phase)
                 entered[phase] = time.monotonic()
@@ -233,11 +258,19 @@ async def ring_slave() -> None:
         # Our own messages reach us through the mailbox like anyone's: we confirm them
         # to ourselves on arrival.
         confirmed_by[me] = recv_upto[me]
-        low = min(confirmed_by)
+        confirms_of[me] = recv_upto
+        low = min(confirmed_by) if len(alive) == n else min(confirmed_by[p] for p in alive)
         if low > my_approved:
             my_approved = low
             approved_from[me] = low
             approvals_changed = True
+        if len(alive) < n:  # a dead member approves nothing: the live ones do it for it
+            for d in range(n):
+                if d not in alive:
+                    proxy = min(confirms_of[p][d] for p in alive)
+                    if proxy > approved_from[d]:
+                        approved_from[d] = proxy
+                        approvals_changed = True
         if approvals_changed:
             for p in range(n):
                 q = unapproved[p]
