@@ -78,23 +78,35 @@ def seeds_way() -> Iterator[tuple[list[subprocess.Popen[str]], dict[str, str], s
         end(slaves)
 
 
+def start_master(
+    env: dict[str, str], discovery: str, seed: int, phase: str
+) -> tuple[subprocess.Popen[str], Reader]:
+    """`cloudy master --json` over the four slaves (2 s send, 1 s grace), once it has
+    been in *phase* for half a second; and a reader of its report."""
+    master = start(
+        [
+            *("master", "127.0.0.1", str(free_port()), "2000000", "1000000", str(seed)),
+            *("--slaves", "4", "--discovery-port", discovery, "--json"),
+        ],
+        env,
+    )
+    try:
+        Reader(master.stderr).wait_for(rf"^cloudy: {phase}", 60)
+    except BaseException:
+        end([master])
+        raise
+    time.sleep(0.5)
+    return master, Reader(master.stdout)
+
+
 @pytest.mark.parametrize("kill_in", ["SEND", "GRACE"])
 def test_the_master_killed_mid_run_the_slaves_finish_and_agree(
     seeds_way: tuple[list[subprocess.Popen[str]], dict[str, str], str], kill_in: str
 ) -> None:
     slaves, env, discovery = seeds_way
     outs = [Reader(s.stdout) for s in slaves]
-    master = start(
-        [
-            *("master", "127.0.0.1", str(free_port()), "2000000", "1000000", "3"),
-            *("--slaves", "4", "--discovery-port", discovery),
-        ],
-        env,
-    )
+    master, _ = start_master(env, discovery, seed=3, phase=kill_in)
     try:
-        progress = Reader(master.stderr)
-        progress.wait_for(rf"^cloudy: {kill_in}", 60)
-        time.sleep(0.5)
         master.send_signal(signal.SIGKILL)
         master.wait()
     finally:
@@ -116,17 +128,8 @@ def test_a_slave_killed_mid_run_the_ring_closes_around_it_and_the_rest_agree(
 ) -> None:
     slaves, env, discovery = seeds_way
     outs = [Reader(s.stdout) for s in slaves]
-    master = start(
-        [
-            *("master", "127.0.0.1", str(free_port()), "2000000", "1000000", "5"),
-            *("--slaves", "4", "--discovery-port", discovery, "--json"),
-        ],
-        env,
-    )
+    master, report_out = start_master(env, discovery, seed=5, phase=kill_in)
     try:
-        report_out = Reader(master.stdout)
-        Reader(master.stderr).wait_for(rf"^cloudy: {kill_in}", 60)
-        time.sleep(0.5)
         victim = slaves[2]
         victim.send_signal(signal.SIGKILL)
         victim.wait()
