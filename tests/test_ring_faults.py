@@ -65,11 +65,18 @@ def end(procs: list[subprocess.Popen[str]]) -> None:
 
 @pytest.fixture
 def seeds_way() -> Iterator[tuple[list[subprocess.Popen[str]], dict[str, str], str]]:
-    """Four `cloudy slave`s on a private discovery port and cookie."""
+    """Four `cloudy slave`s on a private discovery port and cookie (a lost peer is
+    noticed within 2 s)."""
     discovery = str(free_port(socket.SOCK_DGRAM))
     env = dict(os.environ, CLOUDY_COOKIE=f"faults-{discovery}")
     slaves = [
-        start(["slave", "127.0.0.1", str(free_port()), "--discovery-port", discovery], env)
+        start(
+            [
+                *("slave", "127.0.0.1", str(free_port())),
+                *("--discovery-port", discovery, "--detect", "2s"),
+            ],
+            env,
+        )
         for _ in range(4)
     ]
     try:
@@ -79,14 +86,14 @@ def seeds_way() -> Iterator[tuple[list[subprocess.Popen[str]], dict[str, str], s
 
 
 def start_master(
-    env: dict[str, str], discovery: str, seed: int, phase: str
+    env: dict[str, str], discovery: str, seed: int, phase: str, *options: str
 ) -> tuple[subprocess.Popen[str], Reader]:
-    """`cloudy master --json` over the four slaves (2 s send, 1 s grace), once it has
+    """`cloudy master --json` over the four slaves (3 s send, 1 s grace), once it has
     been in *phase* for half a second; and a reader of its report."""
     master = start(
         [
-            *("master", "127.0.0.1", str(free_port()), "2000000", "1000000", str(seed)),
-            *("--slaves", "4", "--discovery-port", discovery, "--json"),
+            *("master", "127.0.0.1", str(free_port()), "3000000", "1000000", str(seed)),
+            *("--slaves", "4", "--discovery-port", discovery, "--json", *options),
         ],
         env,
     )
@@ -144,3 +151,30 @@ def test_a_slave_killed_mid_run_the_ring_closes_around_it_and_the_rest_agree(
     assert {(int(m.group(2)), float(m.group(3))) for m in printed} == {
         (report["count"], report["sum"])
     }
+
+
+def test_a_slave_frozen_past_detection_is_left_out_and_prints_no_number(
+    seeds_way: tuple[list[subprocess.Popen[str]], dict[str, str], str],
+) -> None:
+    slaves, env, discovery = seeds_way
+    outs = [Reader(s.stdout) for s in slaves]
+    master, report_out = start_master(env, discovery, 7, "SEND", "--detect", "2s")
+    frozen = slaves[1]
+    try:
+        frozen.send_signal(signal.SIGSTOP)
+        time.sleep(3.0)  # declared lost after 2 s; the others go on without it
+        frozen.send_signal(signal.SIGCONT)
+        assert master.wait(timeout=60) == 0
+        report = json.loads(report_out.wait_for(r"^\{.*\}$", 10).group(0))
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+        end([master])
+    assert report["agree"] and len(report["slaves"]) == 3 and len(report["lost"]) == 1
+    assert report["sum"] == expected_result(7, report["count"]).sum
+    for i, out in enumerate(outs):
+        if i != 1:
+            line = out.wait_for(PLAIN_RESULT, 10)
+            assert (int(line.group(2)), float(line.group(3))) == (report["count"], report["sum"])
+    # the frozen one learns it was left out: one line, and no number
+    outs[1].wait_for(r"has no agreed result", 20)
+    assert not re.search(r"<\d+, \S+>", outs[1].text), outs[1].text

@@ -62,6 +62,8 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
         options["multicast_port"] = args.discovery_port
     if getattr(args, "peers", None) is not None:
         options["peers"] = args.peers
+    if getattr(args, "detect", None) is not None:
+        options["heartbeat_timeout"] = args.detect
     return options
 
 
@@ -199,7 +201,7 @@ def cmd_master(args: argparse.Namespace) -> int:
 
 def cmd_local(args: argparse.Namespace) -> int:
     params = _params(args)
-    with LocalSlaves(args.slaves, args.discovery_port) as slaves:
+    with LocalSlaves(args.slaves, args.discovery_port, detect=args.detect) as slaves:
         slaves.start(sys.stderr if args.json else sys.stdout)
         host, port = slaves.host, slaves.master_port
         options = {"multicast_port": slaves.discovery_port, "cookie": slaves.cookie}

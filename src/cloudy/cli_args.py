@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", default="ring", choices=sorted(MODELS), help="default: ring")
         p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
+    def detect_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--detect",
+            type=_duration,
+            default=None,
+            help="declare a silent peer lost after this long (default: 5s)",
+        )
+
     def discovery_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--discovery-port", type=_port, default=None, help="UDP discovery port")
         p.add_argument(
@@ -119,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("host")
     p.add_argument("port", type=_port)
     discovery_options(p)
+    detect_option(p)
     # `cloudy local` passes this: the slave ends when its parent's pipe closes.
     p.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
@@ -143,10 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slaves", type=_slaves, help="wait until this many slaves are found")
     run_options(p)
     discovery_options(p)
+    detect_option(p)
 
     p = sub.add_parser("local", help="run the whole experiment on this machine")
     p.add_argument("--slaves", type=_slaves, default=4, help="number of slave processes")
     run_options(p)
+    detect_option(p)
     p.add_argument("--discovery-port", type=_port, default=None, help=argparse.SUPPRESS)
 
     p = sub.add_parser("verify", help="print the <COUNT, SUM> a run with this seed must give")

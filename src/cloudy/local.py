@@ -42,8 +42,15 @@ class LocalSlaves:
     Use it as a context manager: `start` them inside it; leaving it ends them all.
     """
 
-    def __init__(self, count: int, discovery_port: int | None = None, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        count: int,
+        discovery_port: int | None = None,
+        host: str = "127.0.0.1",
+        detect: float | None = None,
+    ):
         self.host = host
+        self.detect = detect
         self.cookie = secrets.token_urlsafe(24)
         self.discovery_port = discovery_port or free_port(socket.SOCK_DGRAM)
         ports = [free_port(socket.SOCK_STREAM) for _ in range(count + 1)]
@@ -78,6 +85,7 @@ class LocalSlaves:
                         str(self.discovery_port),
                         "--exit-with-stdin",
                         "--heart",
+                        *(("--detect", f"{self.detect}s") if self.detect else ()),
                     ],
                     env=env,
                     stdin=subprocess.PIPE,

@@ -45,6 +45,7 @@ from .. import (
     send,
     send_many,
     spawn_local,
+    usend,
 )
 from .cut import Accept, Accepted, Agreement, Decided, Prepare, Promise, Vote
 from .protocol import (
@@ -81,6 +82,15 @@ RETRY = 1.0
 DECIDE_TIMEOUT = 10.0
 
 
+def _say_no_result(why: str) -> bool:
+    """Print (and log) that this slave has no agreed result, and *why*: never a number."""
+    line = f"{get_self_node()} has no agreed result: {why}"
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    say(line)
+    return True
+
+
 async def _wake(pid: ProcessId, after: float, phase: int) -> None:
     await asyncio.sleep(max(after, 0.0))
     send(pid, Wake(phase))
@@ -105,8 +115,11 @@ async def ring_slave() -> None:
     stop_at = 0.0
 
     def vote(votes: list[Vote]) -> None:
+        # each vote stands alone (Paxos takes them lost, late or twice): `usend`, so a
+        # connection lost and made again between two slaves does not silence them
         for v in votes:
-            send_many(broadcast_order, v)
+            for pid in broadcast_order:
+                usend(pid, v)
 
     def wake(after: float, phase: int = 0) -> None:
         spawn_local(_wake, me_pid, after, phase)
@@ -155,139 +168,155 @@ async def ring_slave() -> None:
     confirms_of: list[list[int]] = [[0] * n for _ in range(n)]  # p's latest confirmations
     seen_from = -1  # who broadcast the highest index seen
 
-    while True:
-        forward = 0  # the index to broadcast next, when this turn brings a reason to
-        approvals_changed = False
-        for msg in await receive_all():
-            t = type(msg)
-            if t is Msg or t is Ack:
-                frm = msg.frm
-                if t is Msg:
-                    index = msg.index
-                    values[index] = msg.value
-                    if index > seen:
-                        seen, seen_from = index, frm
-                    if msg.prev == last_from[frm] and not gap[frm]:
-                        recv_upto[frm] = index
-                    elif not gap[frm]:
-                        gap[frm] = True
-                        say(f"lost messages from position {frm} after index {last_from[frm]}")
-                    last_from[frm] = index
-                    unapproved[frm].append(index)
-                    if frm == left:
-                        forward = index + 1
-                # both carry the sender's confirmations of our messages and its approvals
-                confirms_of[frm] = msg.confirms
-                c = msg.confirms[me]
-                if c > confirmed_by[frm]:
-                    confirmed_by[frm] = c
-                if msg.approved > approved_from[frm]:
-                    approved_from[frm] = msg.approved
+    said = [False]  # whether this slave printed its result, or why it has none
+    try:
+        while True:
+            forward = 0  # the index to broadcast next, when this turn brings a reason to
+            approvals_changed = False
+            for msg in await receive_all():
+                t = type(msg)
+                if t is Msg or t is Ack:
+                    frm = msg.frm
+                    if frm not in alive:
+                        continue  # left out of the ring (it froze, say): what it says is void
+                    if t is Msg:
+                        index = msg.index
+                        values[index] = msg.value
+                        if index > seen:
+                            seen, seen_from = index, frm
+                        if msg.prev == last_from[frm] and not gap[frm]:
+                            recv_upto[frm] = index
+                        elif not gap[frm]:
+                            gap[frm] = True
+                            say(f"lost messages from position {frm} after index {last_from[frm]}")
+                        last_from[frm] = index
+                        unapproved[frm].append(index)
+                        if frm == left:
+                            forward = index + 1
+                    # both carry the sender's confirmations of our messages and its approvals
+                    confirms_of[frm] = msg.confirms
+                    c = msg.confirms[me]
+                    if c > confirmed_by[frm]:
+                        confirmed_by[frm] = c
+                    if msg.approved > approved_from[frm]:
+                        approved_from[frm] = msg.approved
+                        approvals_changed = True
+                elif t is Kick:
+                    forward = msg.index + 1
+                elif t is Members:
+                    dead = alive - set(msg.alive)
+                    alive &= set(msg.alive)
+                    close_ring()
+                    say(f"ring closed around position(s) {sorted(dead)}: {sorted(alive)} go on")
+                    # the token may have died with them: if the highest index came from our
+                    # new left neighbour and we have not answered it, we do now
+                    if seen_from == left and generated < seen:
+                        forward = seen + 1
                     approvals_changed = True
-            elif t is Kick:
-                forward = msg.index + 1
-            elif t is Members:
-                dead = alive - set(msg.alive)
-                alive &= set(msg.alive)
-                close_ring()
-                say(f"ring closed around position(s) {sorted(dead)}: {sorted(alive)} go on")
-                # the token may have died with them: if the highest index came from our
-                # new left neighbour and we have not answered it, we do now
-                if seen_from == left and generated < seen:
-                    forward = seen + 1
-                approvals_changed = True
-            elif t is Phase:
-                phase = PhaseName(msg.phase)
-                entered[phase] = time.monotonic()
-                send(master, PhaseAck(me, phase, generated, prefix, seen))
-            elif t is Poll:
-                send(master, PollReply(me, seen))
-            elif t is Agree:
-                # the master's count is decided with the other slaves like any other
-                # offer: had the master died meanwhile, no slave can settle on another
-                offer(msg.count)
-            elif t in VOTES:
-                vote(agreement.receive(msg))
-            elif t is Wake:
-                if msg.phase:  # no master: the next phase, on our own clock
+                elif t is Phase:
                     phase = PhaseName(msg.phase)
                     entered[phase] = time.monotonic()
-                    if phase is GRACE:
-                        wake(setup.grace_us / 1e6, STOP)
+                    send(master, PhaseAck(me, phase, generated, prefix, seen))
+                elif t is Poll:
+                    send(master, PollReply(me, seen))
+                elif t is Agree:
+                    # the master's count is decided with the other slaves like any other
+                    # offer: had the master died meanwhile, no slave can settle on another
+                    offer(msg.count)
+                elif t in VOTES:
+                    vote(agreement.receive(msg))
+                elif t is Wake:
+                    if msg.phase:  # no master: the next phase, on our own clock
+                        phase = PhaseName(msg.phase)
+                        entered[phase] = time.monotonic()
+                        if phase is GRACE:
+                            wake(setup.grace_us / 1e6, STOP)
+                        else:
+                            offer(prefix)
+                    elif agreement.decided is None and proposal is not None:
+                        if time.monotonic() - stop_at > DECIDE_TIMEOUT:
+                            said[0] = _say_no_result(
+                                f"no majority of the {n} slaves answered within "
+                                f"{DECIDE_TIMEOUT:g} s (cut off?)"
+                            )
+                            return
+                        vote(agreement.propose(proposal))
+                        wake(RETRY * (1 + random.random()))
+                elif t is ProcessMonitorNotification:
+                    if phase is START:
+                        print(
+                            f"{get_self_node()}: the master has gone before SEND", file=sys.stderr
+                        )
+                        return
+                    masterless = True
+                    say("the master has gone: finishing the run without it")
+                    if phase is SEND:
+                        wake(entered[SEND] + setup.send_us / 1e6 - time.monotonic(), GRACE)
+                    elif phase is GRACE:
+                        wake(entered[GRACE] + setup.grace_us / 1e6 - time.monotonic(), STOP)
                     else:
                         offer(prefix)
-                elif agreement.decided is None and proposal is not None:
-                    if time.monotonic() - stop_at > DECIDE_TIMEOUT:
-                        line = (
-                            f"{get_self_node()} has no agreed result: no majority of the "
-                            f"{n} slaves answered within {DECIDE_TIMEOUT:g} s (cut off?)"
-                        )
-                        sys.stdout.write(line + "\n")
-                        sys.stdout.flush()
-                        say(line)
-                        return
-                    vote(agreement.propose(proposal))
-                    wake(RETRY * (1 + random.random()))
-            elif t is ProcessMonitorNotification:
-                if phase is START:
-                    print(f"{get_self_node()}: the master has gone before SEND", file=sys.stderr)
+                # anything else is not for us: dropped
+
+            if agreement.decided is not None:
+                count = agreement.decided
+                missing = next((i for i in range(1, count + 1) if i not in values), None)
+                if missing is not None:  # left out of the ring (frozen, cut off) meanwhile
+                    said[0] = _say_no_result(
+                        f"the cut is {count} but message {missing} never reached this slave "
+                        "(it was left out of the ring)"
+                    )
                     return
-                masterless = True
-                say("the master has gone: finishing the run without it")
-                if phase is SEND:
-                    wake(entered[SEND] + setup.send_us / 1e6 - time.monotonic(), GRACE)
-                elif phase is GRACE:
-                    wake(entered[GRACE] + setup.grace_us / 1e6 - time.monotonic(), STOP)
-                else:
-                    offer(prefix)
-            # anything else is not for us: dropped
+                result = RingResult(count, sum_in_order(count, values.__getitem__))
+                line = f"{get_self_node()} {result}"
+                if masterless:
+                    line += " (finished without a master)"
+                sys.stdout.write(line + "\n")  # one write: slaves may share a terminal
+                sys.stdout.flush()
+                say(line)
+                said[0] = True
+                if not masterless:
+                    send(
+                        master, Outcome(me, get_self_node(), count, result.sum, time.process_time())
+                    )
+                return
 
-        if agreement.decided is not None:
-            count = agreement.decided
-            result = RingResult(count, sum_in_order(count, values.__getitem__))
-            line = f"{get_self_node()} {result}"
-            if masterless:
-                line += " (finished without a master)"
-            sys.stdout.write(line + "\n")  # one write: slaves may share a terminal
-            sys.stdout.flush()
-            say(line)
-            if not masterless:
-                send(master, Outcome(me, get_self_node(), count, result.sum, time.process_time()))
-            return
+            # Our own messages reach us through the mailbox like anyone's: we confirm them
+            # to ourselves on arrival.
+            confirmed_by[me] = recv_upto[me]
+            confirms_of[me] = recv_upto
+            low = min(confirmed_by) if len(alive) == n else min(confirmed_by[p] for p in alive)
+            if low > my_approved:
+                my_approved = low
+                approved_from[me] = low
+                approvals_changed = True
+            if len(alive) < n:  # a dead member approves nothing: the live ones do it for it
+                for d in range(n):
+                    if d not in alive:
+                        proxy = min(confirms_of[p][d] for p in alive)
+                        if proxy > approved_from[d]:
+                            approved_from[d] = proxy
+                            approvals_changed = True
+            if approvals_changed:
+                for p in range(n):
+                    q = unapproved[p]
+                    bound = approved_from[p]
+                    while q and q[0] <= bound:
+                        done.add(q.popleft())
+                while prefix + 1 in done:
+                    prefix += 1
+                    done.discard(prefix)
 
-        # Our own messages reach us through the mailbox like anyone's: we confirm them
-        # to ourselves on arrival.
-        confirmed_by[me] = recv_upto[me]
-        confirms_of[me] = recv_upto
-        low = min(confirmed_by) if len(alive) == n else min(confirmed_by[p] for p in alive)
-        if low > my_approved:
-            my_approved = low
-            approved_from[me] = low
-            approvals_changed = True
-        if len(alive) < n:  # a dead member approves nothing: the live ones do it for it
-            for d in range(n):
-                if d not in alive:
-                    proxy = min(confirms_of[p][d] for p in alive)
-                    if proxy > approved_from[d]:
-                        approved_from[d] = proxy
-                        approvals_changed = True
-        if approvals_changed:
-            for p in range(n):
-                q = unapproved[p]
-                bound = approved_from[p]
-                while q and q[0] <= bound:
-                    done.add(q.popleft())
-            while prefix + 1 in done:
-                prefix += 1
-                done.discard(prefix)
-
-        if forward and phase is SEND:
-            out = Msg(forward, m(seed, forward), me, generated, list(recv_upto), my_approved)
-            generated = forward
-            send_many(broadcast_order, out)
-            sent_state = (tuple(recv_upto), my_approved)
-        elif phase >= GRACE and others:
-            state = (tuple(recv_upto), my_approved)
-            if state != sent_state:
-                sent_state = state
-                send_many(others, Ack(me, list(recv_upto), my_approved))
+            if forward and phase is SEND:
+                out = Msg(forward, m(seed, forward), me, generated, list(recv_upto), my_approved)
+                generated = forward
+                send_many(broadcast_order, out)
+                sent_state = (tuple(recv_upto), my_approved)
+            elif phase >= GRACE and others:
+                state = (tuple(recv_upto), my_approved)
+                if state != sent_state:
+                    sent_state = state
+                    send_many(others, Ack(me, list(recv_upto), my_approved))
+    finally:
+        if not said[0] and phase >= SEND:  # ended (a master terminated it, say) undecided
+            _say_no_result("it ended before the cut was decided")

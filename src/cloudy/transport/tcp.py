@@ -177,7 +177,7 @@ class Transport:
                         now - conn.last_recv,
                     )
                     conn.abort(f"no heartbeat for {self.heartbeat_timeout}s")
-                elif now - conn.last_sent > period:
+                elif now - conn.last_sent > period / 2:  # a tick at least every period
                     conn.tick()
 
     async def close(self) -> None:
