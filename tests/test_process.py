@@ -267,12 +267,31 @@ async def test_receive_wait_waits_until_a_matching_message_arrives() -> None:
     assert await run(main) == (7, "not yet")
 
 
-async def test_receive_wait_without_clauses_is_a_usage_error() -> None:
-    async def main() -> None:
+async def test_receive_wait_without_clauses_waits_until_an_exit_signal() -> None:
+    # Cloud Haskell's `receiveWait []`: nothing is ever taken; only a signal ends it
+    async def waiter() -> None:
         await receive_wait()
 
-    with pytest.raises(ValueError):
-        await run(main)
+    async def main() -> tuple[Any, Any]:
+        pid = spawn_local(waiter)
+        monitor(pid)
+        send(pid, Pong(1))
+        early = await expect_timeout(0.05, ProcessMonitorNotification)
+        cloudy.exit(pid, "enough")
+        return early, await expect(ProcessMonitorNotification)
+
+    early, note = await run(main)
+    assert early is None
+    assert isinstance(note.reason, DiedException) and "enough" in note.reason.message
+
+
+async def test_receive_timeout_without_clauses_waits_and_gives_none() -> None:
+    async def main() -> Any:
+        send(get_self_pid(), Pong(1))
+        nothing: Any = await receive_timeout(0.02)
+        return nothing, await expect(Pong)
+
+    assert await run(main) == (None, Pong(1))
 
 
 # ==================================================================================

@@ -232,6 +232,23 @@ async def test_receive_chan_waits_for_a_later_message() -> None:
     assert await run(main) == "late"
 
 
+async def test_any_local_process_holding_the_receive_port_receives_from_it() -> None:
+    async def reader(rp: ReceivePort[str], parent: ProcessId) -> None:
+        send(parent, await receive_chan(rp))
+
+    async def main() -> list[str]:
+        sp, rp = new_chan()
+        me = get_self_pid()
+        spawn_local(reader, rp, me)
+        spawn_local(reader, rp, me)
+        await asyncio.sleep(0.01)  # both wait on it
+        send_chan(sp, "a")
+        send_chan(sp, "b")
+        return sorted([await expect(str), await expect(str)])
+
+    assert await run(main) == ["a", "b"]
+
+
 async def test_send_chan_to_a_dead_owner_is_dropped() -> None:
     async def owner(parent: ProcessId) -> None:
         sp, _ = new_chan()

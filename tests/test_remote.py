@@ -44,8 +44,11 @@ from cloudy import (
     new_chan,
     nsend_remote,
     receive_chan,
+    register,
+    reregister,
     send,
     spawn,
+    whereis,
     whereis_remote_async,
 )
 from cloudy.testing import NodeProcess, free_port
@@ -287,6 +290,46 @@ async def test_kill_9_of_a_peer_tells_every_monitor() -> None:
         note, node_note, _ = await run(main)
         assert note is not None and note.reason == DiedDisconnect()
         assert node_note is not None and node_note.node == doomed.node_id
+
+
+async def until_none(name: str) -> float:
+    """Seconds until *name* is no longer registered here (within WAIT)."""
+    start = time.monotonic()
+    while whereis(name) is not None:
+        assert time.monotonic() - start < WAIT, f"{name!r} is still registered"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+async def test_a_name_for_a_remote_process_is_freed_when_it_ends(peer: NodeProcess) -> None:
+    async def main() -> float:
+        pid = await spawn(peer.node_id, closure(rf.waiter))
+        register("far-away", pid)
+        assert whereis("far-away") == pid
+        send(pid, rf.Stop())
+        return await until_none("far-away")
+
+    await run(main)
+
+
+async def test_a_name_for_a_remote_process_is_freed_when_its_node_is_lost() -> None:
+    with NodeProcess("remote_funcs", cookie=COOKIE) as doomed:
+
+        async def main() -> float:
+            pid = await spawn(doomed.node_id, closure(rf.waiter))
+            register("doomed", pid)
+            other = await spawn(doomed.node_id, closure(rf.waiter))
+            register("kept", get_self_pid())  # a local name is not touched
+            reregister("kept", get_self_pid())
+            register("moved", other)
+            reregister("moved", get_self_pid())  # no longer names the remote one
+            doomed.signal(signal.SIGKILL)
+            waited = await until_none("doomed")
+            await asyncio.sleep(0.1)
+            assert whereis("moved") == get_self_pid() and whereis("kept") == get_self_pid()
+            return waited
+
+        await run(main)
 
 
 async def test_a_frozen_peer_is_declared_lost_by_the_heartbeat() -> None:

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from .errors import NotChannelOwnerError
 from .identity import SendPort
-from .node import Process, ReceivePortState, current_node, current_process
+from .node import ReceivePortState, current_node, current_process
 
 __all__ = ["ReceivePort", "new_chan", "receive_chan", "send_chan"]
 
@@ -20,12 +20,13 @@ T = TypeVar("T")
 
 
 class ReceivePort(Generic[T]):
-    """The receiving end of a typed channel: only its creator may receive on it."""
+    """The receiving end of a typed channel: any process of its node holding it may
+    receive on it (while its creator lives: the channel's messages go to it)."""
 
-    __slots__ = ("_owner", "_state", "send_port")
+    __slots__ = ("_node", "_state", "send_port")
 
-    def __init__(self, owner: Process, send_port: SendPort, state: ReceivePortState) -> None:
-        self._owner = owner
+    def __init__(self, node: object, send_port: SendPort, state: ReceivePortState) -> None:
+        self._node = node
         self._state = state
         self.send_port = send_port
 
@@ -35,9 +36,9 @@ class ReceivePort(Generic[T]):
 
 def new_chan() -> tuple[SendPort, ReceivePort[Any]]:
     """A new typed channel owned by the calling process: ``(send_port, receive_port)``."""
-    proc = current_process()
-    sp, state = current_node().new_port(proc)
-    return sp, ReceivePort(proc, sp, state)
+    node = current_node()
+    sp, state = node.new_port(current_process())
+    return sp, ReceivePort(node, sp, state)
 
 
 def send_chan(port: SendPort, msg: Any) -> None:
@@ -51,14 +52,18 @@ def send_chan(port: SendPort, msg: Any) -> None:
 async def receive_chan(port: ReceivePort[T]) -> T:
     """Wait for and return the next message on *port*, in the order sent."""
     proc = current_process()
-    if port._owner is not proc:
-        raise NotChannelOwnerError("only the process that created a channel can receive on it")
+    if port._node is not current_node():
+        raise NotChannelOwnerError("a ReceivePort is received on by processes of its own node")
     state = port._state
     while not state.queue:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        state.waiter = fut
+        state.waiters.append(fut)
         try:
             await proc.guard(fut)
         finally:
-            state.waiter = None
-    return cast(T, state.queue.popleft())
+            if not fut.done():
+                state.waiters.remove(fut)
+    msg = state.queue.popleft()
+    if state.queue:  # more: the next one waiting need not wait
+        state.wake_one()
+    return cast(T, msg)

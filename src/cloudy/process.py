@@ -238,8 +238,7 @@ async def receive_wait(*clauses: Match[R]) -> R:
     clause's handler (sync or async) and its result returned. Every message no
     clause accepts stays in the mailbox where it was.
     """
-    if not clauses:
-        raise ValueError("receive_wait needs at least one clause")
+    # no clauses: wait forever (until an exit signal), as Cloud Haskell's `receiveWait []`
     taken = await take(current_process(), clauses, None)
     assert taken is not None  # no deadline
     return await _run_handler(taken[1], taken[0])
@@ -247,8 +246,6 @@ async def receive_wait(*clauses: Match[R]) -> R:
 
 async def receive_timeout(seconds: float, *clauses: Match[R]) -> R | None:
     """`receive_wait` that gives up after *seconds* and returns None (0 polls)."""
-    if not clauses:
-        raise ValueError("receive_timeout needs at least one clause")
     taken = await take(current_process(), clauses, seconds)
     if taken is None:
         return None

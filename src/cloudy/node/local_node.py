@@ -35,7 +35,7 @@ from ..errors import (
     SpawnError,
 )
 from ..identity import NodeId, ProcessId, port_number
-from ..messages import AnyDiedReason, ProcessInfo
+from ..messages import AnyDiedReason, ProcessInfo, ProcessMonitorNotification
 from ..transport.admission import DEFAULT_MAX_PENDING_HANDSHAKES
 from ..transport.tcp import DEFAULT_SEND_HIGH_WATER, Connection, SSLConfig, Transport
 from ..wire import protocol as P
@@ -44,9 +44,10 @@ from ..wire.framing import DEFAULT_MAX_FRAME
 from .controller import Controller
 from .flow import DEFAULT_PAUSE_AT, DEFAULT_WARN_AT, MailboxFlow
 from .logger import logger_loop
-from .mailbox import Killed, Process, ProcessState, enter
+from .mailbox import Killed, Process, ProcessState, current_process, enter
 from .monitors import Monitors
 from .outbox import Outbox
+from .receive import expect
 from .registry import Registry
 from .requests import Requests
 from .routing import Router
@@ -136,6 +137,7 @@ class LocalNode(Router):
         self.processes = table.procs
         outbox = Outbox(max_frame_size=max_frame_size, own=self._own, lost=self._node_lost)
         super().__init__(table, outbox, Registry(table))
+        self.registry.on_remote = self._watch_remote_name
         self.monitors = Monitors(self._table, self._outbox)
         self._requests = Requests(self._table, self._outbox)
         self.flow = MailboxFlow(warn_at=mailbox_warn_at, pause_at=mailbox_pause_at)
@@ -302,6 +304,17 @@ class LocalNode(Router):
         monitors, links = self.monitors.watchers_of(pid)
         length = len(proc.mailbox) if proc.mailbox else 0
         return ProcessInfo(self.node_id, self.registry.names_of(pid), length, monitors, links)
+
+    def _watch_remote_name(self, name: str, pid: ProcessId) -> None:
+        """Free *name* when remote process *pid* ends or its node is lost."""
+
+        async def watch() -> None:
+            self.monitors.monitor(current_process(), pid)
+            await expect(ProcessMonitorNotification)
+            self.registry.free_if(name, pid)
+
+        if not self._closing:
+            self.fork_process(watch)
 
     # --- the registry, for code outside any process -------------------------------------
 

@@ -77,21 +77,26 @@ def exit_signal(sender: ProcessId, reason: Any, kill: bool) -> BaseException:
 
 
 class ReceivePortState:
-    """The queue of one typed channel, and its owner's waiter while it waits on it."""
+    """The queue of one typed channel, and the processes waiting on it, first come first."""
 
-    __slots__ = ("queue", "waiter")
+    __slots__ = ("queue", "waiters")
 
     def __init__(self) -> None:
         self.queue: deque[Any] = deque()
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
     def deliver(self, msg: Any) -> None:
         self.queue.append(msg)
-        w = self.waiter
-        if w is not None:
-            self.waiter = None
-            if not w.done():
+        self.wake_one()
+
+    def wake_one(self) -> None:
+        """Wake the first process waiting (one still waiting) for a message."""
+        waiters = self.waiters
+        while waiters:
+            w = waiters.popleft()
+            if not w.done():  # else cancelled by a signal that has not surfaced yet
                 w.set_result(None)
+                break
 
 
 class Attention:

@@ -1,10 +1,15 @@
 """Names for processes: ``register``, ``whereis`` and the rest, freed when the owner ends.
 
 Ownership rule: both directions of the name table live here — name -> pid, and
-for each local process the names it holds (so its end frees them at once).
+for each local process the names it holds (so its end frees them at once). A
+name given to a process of another node is freed when that process ends or its
+node is lost: the node is told (``on_remote``) and watches it (Cloud Haskell's
+rule).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from ..errors import ProcessRegistrationException
 from ..identity import ProcessId
@@ -16,10 +21,12 @@ __all__ = ["Registry"]
 class Registry:
     """The names registered on one node."""
 
-    __slots__ = ("_held", "_names", "_table")
+    __slots__ = ("_held", "_names", "_table", "on_remote")
 
     def __init__(self, table: ProcessTable) -> None:
         self._table = table
+        # called with (name, pid) when a name is given to a process of another node
+        self.on_remote: Callable[[str, ProcessId], object] | None = None
         self._names: dict[str, ProcessId] = {}
         self._held: dict[int, set[str]] = {}  # lid -> names, for local processes
 
@@ -67,6 +74,13 @@ class Registry:
                 raise ProcessRegistrationException(f"cannot register {name!r}: {pid} is not alive")
             self._held.setdefault(pid.lid, set()).add(name)
         self._names[name] = pid
+        if pid.node != self._table.node_id and self.on_remote is not None:
+            self.on_remote(name, pid)
+
+    def free_if(self, name: str, pid: ProcessId) -> None:
+        """Free *name* if it still names *pid* (a remote process that ended)."""
+        if self._names.get(name) == pid:
+            del self._names[name]
 
     def _unbind(self, name: str) -> None:
         pid = self._names.pop(name)
