@@ -1,4 +1,4 @@
-"""Typed channels: a `SendPort` anyone may send on, a `ReceivePort` only its creator reads.
+"""Typed channels: a `SendPort` anyone may send on, a `ReceivePort` its node's processes read.
 
 Cloud Haskell's ``newChan``/``sendChan``/``receiveChan``. Messages on one channel
 arrive in the order sent; they never mix with the process's mailbox, so a
