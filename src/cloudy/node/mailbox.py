@@ -207,19 +207,21 @@ class Process:
             task.cancel()  # the next one surfaces at the next await
         return exc
 
-    async def guard(self, aw: Awaitable[T]) -> T:
-        """Await *aw*, turning an interruption by a signal into the signal's exception.
+    def raise_signal(self) -> None:
+        """In an ``except CancelledError`` block: raise the signal the cancellation
+        stood for, if any. If none, the caller re-raises the cancellation as it came:
+        it is aimed at the caller (the task itself was cancelled)."""
+        exc = self.take_signal()
+        if exc is not None:
+            raise exc from None
 
-        A cancellation that stands for no signal (the task itself was cancelled) is
-        re-raised as it came: it is aimed at the caller.
-        """
+    async def guard(self, aw: Awaitable[T]) -> T:
+        """Await *aw*, turning an interruption by a signal into the signal's exception."""
         try:
             return await aw
         except asyncio.CancelledError:
-            exc = self.take_signal()
-            if exc is None:
-                raise
-            raise exc from None
+            self.raise_signal()
+            raise
 
     def block(self, busy: asyncio.Future[None]) -> None:
         """This process sent to a busy peer: it waits for *busy* at its next receive."""
@@ -276,10 +278,8 @@ class Process:
         try:
             await fut
         except asyncio.CancelledError:
-            exc = self.take_signal()
-            if exc is None:
-                raise
-            raise exc from None
+            self.raise_signal()
+            raise
         finally:
             self.waiter = None
             if handle is not None:
@@ -293,10 +293,8 @@ class Process:
         try:
             await asyncio.sleep(0)
         except asyncio.CancelledError:
-            exc = self.take_signal()
-            if exc is None:
-                raise
-            raise exc from None
+            self.raise_signal()
+            raise
 
     async def count_reduction(self) -> None:
         """Yield once every `REDUCTIONS` receives served without waiting."""

@@ -51,8 +51,6 @@ from .protocol import (
 
 __all__ = ["ExperimentError", "Params", "Progress", "Report", "SlaveReport", "run_experiment"]
 
-T = TypeVar("T")
-
 # How long a slave may take to answer the master's step (spawn, setup, phase change,
 # result): generous, since a slave on a loaded machine may be busy draining messages.
 STEP_TIMEOUT = 30.0

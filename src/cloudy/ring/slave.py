@@ -82,13 +82,25 @@ RETRY = 1.0
 DECIDE_TIMEOUT = 10.0
 
 
-def _say_no_result(why: str) -> bool:
+def _say_no_result(why: str) -> None:
     """Print (and log) that this slave has no agreed result, and *why*: never a number."""
     line = f"{get_self_node()} has no agreed result: {why}"
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
     say(line)
-    return True
+
+
+def _ring_over(
+    peers: list[ProcessId], me: int, alive: set[int]
+) -> tuple[int, list[ProcessId], list[ProcessId]]:
+    """The ring over the live members: our left neighbour's position, whom we
+    broadcast to (the right neighbour first: it reacts, so it sets the pace, and us
+    last), and the others."""
+    n = len(peers)
+    left = next(p % n for p in range(me - 1, me - n - 1, -1) if p % n in alive)
+    broadcast_order = [peers[(me + k) % n] for k in range(1, n + 1) if (me + k) % n in alive]
+    others = [peers[p] for p in sorted(alive) if p != me]
+    return left, broadcast_order, others
 
 
 async def _wake(pid: ProcessId, after: float, phase: int) -> None:
@@ -104,9 +116,7 @@ async def ring_slave() -> None:
     peers = setup.peers
     n = len(peers)
     me = setup.position
-    left = (me - 1) % n
     seed = setup.seed
-    others = [p for i, p in enumerate(peers) if i != me]
     me_pid = get_self_pid()
     agreement = Agreement(me, n)
     proposal: int | None = None  # what this slave offers as the cut
@@ -136,17 +146,7 @@ async def ring_slave() -> None:
             wake(STAGGER * rank if rank else RETRY)
 
     alive = set(range(n))  # the ring's live members, as the master says (`Members`)
-    broadcast_order: list[ProcessId] = []
-
-    def close_ring() -> None:
-        """The ring over the live members: our left neighbour, and whom we send to."""
-        nonlocal left, others, broadcast_order
-        left = next(p % n for p in range(me - 1, me - n - 1, -1) if p % n in alive)
-        # the right neighbour first: it is the one that reacts, so it sets the pace
-        broadcast_order = [peers[(me + k) % n] for k in range(1, n + 1) if (me + k) % n in alive]
-        others = [peers[p] for p in sorted(alive) if p != me]
-
-    close_ring()
+    left, broadcast_order, others = _ring_over(peers, me, alive)
     monitor(master)
     say(f"ring position {me} of {n} ready")
     send(master, Ready(me, get_self_node()))
@@ -168,7 +168,7 @@ async def ring_slave() -> None:
     confirms_of: list[list[int]] = [[0] * n for _ in range(n)]  # p's latest confirmations
     seen_from = -1  # who broadcast the highest index seen
 
-    said = [False]  # whether this slave printed its result, or why it has none
+    said = False  # whether this slave printed its result, or why it has none
     try:
         while True:
             forward = 0  # the index to broadcast next, when this turn brings a reason to
@@ -206,7 +206,7 @@ async def ring_slave() -> None:
                 elif t is Members:
                     dead = alive - set(msg.alive)
                     alive &= set(msg.alive)
-                    close_ring()
+                    left, broadcast_order, others = _ring_over(peers, me, alive)
                     say(f"ring closed around position(s) {sorted(dead)}: {sorted(alive)} go on")
                     # the token may have died with them: if the highest index came from our
                     # new left neighbour and we have not answered it, we do now
@@ -235,10 +235,11 @@ async def ring_slave() -> None:
                             offer(prefix)
                     elif agreement.decided is None and proposal is not None:
                         if time.monotonic() - stop_at > DECIDE_TIMEOUT:
-                            said[0] = _say_no_result(
+                            _say_no_result(
                                 f"no majority of the {n} slaves answered within "
                                 f"{DECIDE_TIMEOUT:g} s (cut off?)"
                             )
+                            said = True
                             return
                         vote(agreement.propose(proposal))
                         wake(RETRY * (1 + random.random()))
@@ -262,10 +263,11 @@ async def ring_slave() -> None:
                 count = agreement.decided
                 missing = next((i for i in range(1, count + 1) if i not in values), None)
                 if missing is not None:  # left out of the ring (frozen, cut off) meanwhile
-                    said[0] = _say_no_result(
+                    _say_no_result(
                         f"the cut is {count} but message {missing} never reached this slave "
                         "(it was left out of the ring)"
                     )
+                    said = True
                     return
                 result = RingResult(count, sum_in_order(count, values.__getitem__))
                 line = f"{get_self_node()} {result}"
@@ -274,7 +276,7 @@ async def ring_slave() -> None:
                 sys.stdout.write(line + "\n")  # one write: slaves may share a terminal
                 sys.stdout.flush()
                 say(line)
-                said[0] = True
+                said = True
                 if not masterless:
                     send(
                         master, Outcome(me, get_self_node(), count, result.sum, time.process_time())
@@ -284,7 +286,7 @@ async def ring_slave() -> None:
             # Our own messages reach us through the mailbox like anyone's: we confirm them
             # to ourselves on arrival.
             confirmed_by[me] = recv_upto[me]
-            confirms_of[me] = recv_upto
+            confirms_of[me] = recv_upto  # ours as they are now (our own Msg carried a copy)
             low = min(confirmed_by) if len(alive) == n else min(confirmed_by[p] for p in alive)
             if low > my_approved:
                 my_approved = low
@@ -318,5 +320,5 @@ async def ring_slave() -> None:
                     sent_state = state
                     send_many(others, Ack(me, list(recv_upto), my_approved))
     finally:
-        if not said[0] and phase >= SEND:  # ended (a master terminated it, say) undecided
+        if not said and phase >= SEND:  # ended (a master terminated it, say) undecided
             _say_no_result("it ended before the cut was decided")
