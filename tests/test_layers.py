@@ -39,7 +39,7 @@ RESTRICTED += ("cloudy.heart", "cloudy.cli_args", "cloudy.supervisor", "cloudy.s
 PUBLIC: tuple[str, ...] = ("cloudy.aio", "cloudy.errors", "cloudy.identity", "cloudy.cookie")
 PUBLIC += ("cloudy.transport.discovery", "cloudy.wire.discovery", "cloudy.local")
 PUBLIC += ("cloudy.backend.*", "cloudy.ring.*", "cloudy.heart", "cloudy.cli_args")
-PUBLIC += ("cloudy.supervisor_spec",)
+PUBLIC += ("cloudy.supervisor_spec", "cloudy.supervisor")
 
 
 @dataclass(frozen=True)

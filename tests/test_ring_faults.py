@@ -86,13 +86,14 @@ def seeds_way() -> Iterator[tuple[list[subprocess.Popen[str]], dict[str, str], s
 
 
 def start_master(
-    env: dict[str, str], discovery: str, seed: int, phase: str, *options: str
+    env: dict[str, str], discovery: str, seed: int, phase: str, *options: str, grace: float = 1.0
 ) -> tuple[subprocess.Popen[str], Reader]:
-    """`cloudy master --json` over the four slaves (3 s send, 1 s grace), once it has
-    been in *phase* for half a second; and a reader of its report."""
+    """`cloudy master --json` over the four slaves (3 s send, *grace* s grace), once it
+    has been in *phase* for half a second; and a reader of its report."""
+    grace_us = str(int(grace * 1e6))
     master = start(
         [
-            *("master", "127.0.0.1", str(free_port()), "3000000", "1000000", str(seed)),
+            *("master", "127.0.0.1", str(free_port()), "3000000", grace_us, str(seed)),
             *("--slaves", "4", "--discovery-port", discovery, "--json", *options),
         ],
         env,
@@ -153,7 +154,7 @@ def test_a_slave_killed_mid_run_the_ring_closes_around_it_and_the_rest_agree(
     }
 
 
-def test_a_slave_frozen_past_detection_is_left_out_and_prints_no_number(
+def test_a_slave_frozen_past_detection_is_replaced_and_its_new_process_rejoins(
     seeds_way: tuple[list[subprocess.Popen[str]], dict[str, str], str],
 ) -> None:
     slaves, env, discovery = seeds_way
@@ -162,19 +163,69 @@ def test_a_slave_frozen_past_detection_is_left_out_and_prints_no_number(
     frozen = slaves[1]
     try:
         frozen.send_signal(signal.SIGSTOP)
-        time.sleep(3.0)  # declared lost after 2 s; the others go on without it
+        time.sleep(2.5)  # declared lost after 2 s; the others go on without it
         frozen.send_signal(signal.SIGCONT)
         assert master.wait(timeout=60) == 0
         report = json.loads(report_out.wait_for(r"^\{.*\}$", 10).group(0))
     finally:
         frozen.send_signal(signal.SIGCONT)
         end([master])
-    assert report["agree"] and len(report["slaves"]) == 3 and len(report["lost"]) == 1
+    assert report["agree"] and len(report["slaves"]) == 4 and not report["lost"], report
+    assert len(report["rejoined"]) == 1
     assert report["sum"] == expected_result(7, report["count"]).sum
-    for i, out in enumerate(outs):
-        if i != 1:
-            line = out.wait_for(PLAIN_RESULT, 10)
-            assert (int(line.group(2)), float(line.group(3))) == (report["count"], report["sum"])
-    # the frozen one learns it was left out: one line, and no number
-    outs[1].wait_for(r"has no agreed result", 20)
-    assert not re.search(r"<\d+, \S+>", outs[1].text), outs[1].text
+    for out in outs:
+        line = out.wait_for(PLAIN_RESULT, 10)
+        assert (int(line.group(2)), float(line.group(3))) == (report["count"], report["sum"])
+    # the frozen process learns it was replaced (one line, no number); the node's new
+    # ring process caught up from its peers and printed the same result as the others
+    outs[1].wait_for(r"has no agreed result: it was declared lost, and a new ring process", 10)
+    assert len(re.findall(r"<\d+, \S+>", outs[1].text)) == 1, outs[1].text
+
+
+def node_of(heart: subprocess.Popen[str], timeout: float = 10.0) -> int:
+    """The PID of the slave node that *heart* (``cloudy slave --heart``) runs now."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{heart.pid}/task/{heart.pid}/children") as f:
+            children = f.read().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    raise AssertionError(f"heart {heart.pid} runs no slave node")
+
+
+@pytest.mark.parametrize("kill_in", ["SEND", "GRACE"])
+def test_a_slave_killed_is_restarted_by_its_heart_and_rejoins_with_the_same_result(
+    kill_in: str,
+) -> None:
+    discovery = str(free_port(socket.SOCK_DGRAM))
+    env = dict(os.environ, CLOUDY_COOKIE=f"rejoin-{discovery}")
+    hearts = [
+        start(
+            [
+                *("slave", "127.0.0.1", str(free_port()), "--heart"),
+                *("--discovery-port", discovery, "--detect", "2s"),
+            ],
+            env,
+        )
+        for _ in range(4)
+    ]
+    master = None
+    try:
+        outs = [Reader(h.stdout) for h in hearts]
+        errs = [Reader(h.stderr) for h in hearts]
+        # a restarted node is back within a second or so: time enough to rejoin
+        master, report_out = start_master(env, discovery, 11, kill_in, grace=2.5)
+        os.kill(node_of(hearts[2]), signal.SIGKILL)
+        errs[2].wait_for(r"restart", 10)
+        assert master.wait(timeout=60) == 0
+        report = json.loads(report_out.wait_for(r"^\{.*\}$", 10).group(0))
+    finally:
+        end([*hearts, *([master] if master else [])])
+    assert report["agree"] and len(report["slaves"]) == 4 and not report["lost"], report
+    assert len(report["rejoined"]) == 1
+    assert report["sum"] == expected_result(11, report["count"]).sum
+    printed = [out.wait_for(PLAIN_RESULT, 10) for out in outs]
+    assert {(int(m.group(2)), float(m.group(3))) for m in printed} == {
+        (report["count"], report["sum"])
+    }

@@ -98,13 +98,19 @@ Vote = Prepare | Promise | Accept | Accepted | Decided
 
 
 class Agreement:
-    """One slave's part in deciding the cut: acceptor, proposer and learner at once."""
+    """One slave's part in deciding the cut: acceptor, proposer and learner at once.
 
-    def __init__(self, me: int, n: int) -> None:
+    With *learner*, only a learner: a slave that rejoined after a crash has lost what
+    it promised and accepted before, so it must neither answer votes nor propose
+    (its ballots could repeat its former self's); it learns the decision.
+    """
+
+    def __init__(self, me: int, n: int, learner: bool = False) -> None:
         if not 0 <= me < n:
             raise ValueError(f"position {me} is not in a ring of {n}")
         self.me = me
         self.n = n
+        self.learner = learner
         self.quorum = n // 2 + 1
         # acceptor
         self.promised = NO_BALLOT
@@ -126,6 +132,8 @@ class Agreement:
         """Try (again) to decide, offering *value* if no other is bound to win."""
         if self.decided is not None:
             return [Decided(self.decided)]
+        if self.learner:
+            return []
         highest = max(self.promised, self.ballot, self.accepted)
         self.ballot = Ballot(highest.round + 1, self.me)
         self.own_value = value
@@ -139,6 +147,8 @@ class Agreement:
             return self._learn(msg.value)
         if self.decided is not None:
             return [Decided(self.decided)] if type(msg) is not Accepted else []
+        if self.learner and type(msg) is not Accepted:
+            return []
         if type(msg) is Prepare:
             return self._on_prepare(Ballot(msg.round, msg.proposer))
         if type(msg) is Promise:

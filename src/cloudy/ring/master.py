@@ -11,7 +11,10 @@ STOP   every slave acknowledges STOP with its approved prefix; the agreed set is
 
 Phases are moved by messages only: nothing depends on the slaves' clocks. A slave
 that dies is left out: the others are told (`Members`) and close the ring around it,
-while a majority lives.
+while a majority lives. The ring processes are children of a supervisor of the
+master's (one_for_one, transient): one that is lost is started again on its node
+once that is back (its heart restarts it); the new process says `Hello`, and during
+SEND or GRACE it rejoins as a passive member (`slave.py` says what that means).
 """
 
 from __future__ import annotations
@@ -32,12 +35,15 @@ from .. import (
     match_any,
     monitor,
     receive_timeout,
+    say,
     send,
-    spawn,
 )
+from .. import exit as exit_process
+from ..supervisor import ChildSpec, SupervisorError, start_supervisor, which_children
 from .model import Model, get_model
 from .protocol import (
     Agree,
+    Hello,
     Members,
     Outcome,
     Phase,
@@ -56,6 +62,8 @@ __all__ = ["ExperimentError", "Params", "Progress", "Report", "SlaveReport", "ru
 STEP_TIMEOUT = 30.0
 # How often the master asks for progress while it waits out a phase.
 POLL_INTERVAL = 0.1
+# The ring's supervisor gives up after this many restarts per slave within a minute.
+RESTARTS_PER_SLAVE = 5
 
 
 class ExperimentError(CloudyError):
@@ -93,6 +101,8 @@ class Report(msgspec.Struct, frozen=True):
     master_cpu_s: float = 0.0
     # slaves that died during the run (the others closed the ring around them)
     lost: list[str] = msgspec.field(default_factory=list)
+    # slaves lost during the run whose node came back: their ring process rejoined
+    rejoined: list[str] = msgspec.field(default_factory=list)
 
 
 Progress = Callable[[str, float, int], None]
@@ -115,22 +125,28 @@ async def run_experiment(
         raise ExperimentError("no slaves to run the experiment on")
     model = get_model(params.model)
     nodes = sorted(slaves, key=lambda n: (n.host, n.port))
-    n = len(nodes)
-    me = get_self_pid()
-
     progress("START", 0.0, 0)
-    ring = await _spawn_all(model, nodes)
-    monitors = _Members(ring, nodes)
+    sup, ring = await _start_ring(model, nodes, get_self_pid())
+    try:
+        return await _run(model, nodes, params, progress, ring)
+    finally:
+        exit_process(sup, "shutdown")  # stops a ring process that is still starting
+
+
+async def _run(
+    model: Model, nodes: list[NodeId], params: Params, progress: Progress, ring: list[ProcessId]
+) -> Report:
+    n = len(nodes)
+    setup = Setup(
+        get_self_pid(), ring, 0, params.seed, int(params.send_for * 1e6), int(params.wait_for * 1e6)
+    )
+    monitors = _Members(ring, setup)
     for pos, pid in enumerate(ring):
-        send(
-            pid,
-            Setup(
-                me, ring, pos, params.seed, int(params.send_for * 1e6), int(params.wait_for * 1e6)
-            ),
-        )
+        send(pid, msgspec.structs.replace(setup, position=pos))
     await _collect(Ready, n, monitors)
 
     await _phase(ring, PhaseName.SEND, monitors)
+    monitors.rejoining = True
     started = time.monotonic()
     model.kickstart(ring)
     seen = await _wait_out("SEND", started + params.send_for, monitors, progress, 0)
@@ -139,6 +155,7 @@ async def run_experiment(
     generated = max(a.generated for a in grace)
     until = time.monotonic() + params.wait_for
     await _wait_out("GRACE", until, monitors, progress, max(seen, generated))
+    monitors.rejoining = False
     stop = await _phase(ring, PhaseName.STOP, monitors)
     agreed = min(a.prefix for a in stop)
     seen_at_stop = max(a.seen for a in stop)
@@ -166,48 +183,120 @@ async def run_experiment(
         seen_at_stop=seen_at_stop,
         master_cpu_s=time.process_time(),
         lost=[str(nodes[pos]) for pos in sorted(monitors.lost)],
+        rejoined=[str(nodes[pos]) for pos in sorted(monitors.passive)],
     )
 
 
-async def _spawn_all(model: Model, nodes: list[NodeId]) -> list[ProcessId]:
-    ring = []
-    for node in nodes:
-        try:
-            ring.append(await spawn(node, model.slave_closure()))
-        except CloudyError as e:
-            raise ExperimentError(f"cannot start the {model.name} process on {node}: {e}") from e
-    return ring
+async def _start_ring(
+    model: Model, nodes: list[NodeId], master: ProcessId
+) -> tuple[ProcessId, list[ProcessId]]:
+    """A supervisor of one ring process per node (in ring order), and their pids."""
+    specs = [
+        ChildSpec(
+            str(pos),
+            model.slave_closure(master, pos),
+            node=node,
+            restart="transient",
+            shutdown="brutal_kill",
+        )
+        for pos, node in enumerate(nodes)
+    ]
+    try:
+        intensity = RESTARTS_PER_SLAVE * len(nodes)
+        sup = await start_supervisor(specs, intensity=intensity, period=60.0, link=False)
+    except SupervisorError as e:
+        raise ExperimentError(f"cannot start the {model.name} processes: {e}") from e
+    pids = [child.pid for child in await which_children(sup)]
+    assert all(pids), pids
+    return sup, [pid for pid in pids if pid is not None]
 
 
 class _Members:
-    """The ring's live slaves as the master sees them; a death closes the ring around
-    the dead one (`Members` to the others) while a majority of the slaves lives."""
+    """The ring's members as the master sees them; a death closes the ring around the
+    dead one (`Members` to the others) while a majority of the senders lives, and a
+    new ring process for a lost position rejoins it (passive) during SEND and GRACE."""
 
-    def __init__(self, ring: list[ProcessId], nodes: list[NodeId]) -> None:
+    def __init__(self, ring: list[ProcessId], setup: Setup) -> None:
         self.ring = ring
+        self.setup = setup
         self.alive = set(range(len(ring)))
+        self.passive: set[int] = set()  # rejoined: receive, but carry no token
         self.lost: set[int] = set()
         self.refs = {monitor(pid): pos for pos, pid in enumerate(ring)}
+        self.rejoining = False  # whether a new ring process may rejoin now
+        self.phase = PhaseName.START
+        self.joining: dict[int, ProcessId] = {}  # sent a Setup, awaiting its Ready
 
     def died(self, note: ProcessMonitorNotification, answered: set[int]) -> None:
-        pos = self.refs.get(note.ref)
+        pos = self.refs.pop(note.ref, None)
+        self.joining = {p: pid for p, pid in self.joining.items() if pid != note.pid}
         if pos is None or pos not in self.alive or pos in answered:
             return  # not a slave, already known, or it ended after its last answer
         self.alive.discard(pos)
+        self.passive.discard(pos)
         self.lost.add(pos)
-        if len(self.alive) < len(self.ring) // 2 + 1:
+        senders = len(self.alive - self.passive)
+        if senders < len(self.ring) // 2 + 1:
             raise ExperimentError(
                 f"slave process {note.pid} ended ({note.reason!r}): "
-                f"{len(self.alive)} of {len(self.ring)} slaves left, not a majority"
+                f"{senders} of {len(self.ring)} slaves left, not a majority"
             )
+        self._tell()
+
+    def hello(self, msg: Hello) -> None:
+        """A ring process started: a new one for a lost position is given a `Setup`."""
+        pos = msg.position
+        if not self.rejoining or pos in self.alive or not 0 <= pos < len(self.ring):
+            return  # the first start (or too late: the run is settling)
+        ring = list(self.ring)
+        ring[pos] = msg.pid
+        self.joining[pos] = msg.pid
+        self.refs[monitor(msg.pid)] = pos
+        alive = sorted(self.alive | {pos})
+        passive = sorted(self.passive | {pos})
+        setup = msgspec.structs.replace(
+            self.setup, peers=ring, position=pos, alive=alive, passive=passive, phase=self.phase
+        )
+        send(msg.pid, setup)
+
+    def ready(self, msg: Ready) -> bool:
+        """A `Ready`: True if it is a rejoining process's (which then joins)."""
+        pid = self.joining.pop(msg.position, None)
+        if pid is None:
+            return False
+        pos = msg.position
+        self.ring[pos] = pid
+        self.alive.add(pos)
+        self.passive.add(pos)
+        self.lost.discard(pos)
+        say(f"slave {msg.node} rejoins the ring at position {pos}")
+        self._tell()
+        send(pid, Phase(self.phase))  # answered like the others' (a collect may wait for it)
+        return True
+
+    def _tell(self) -> None:
+        members = Members(sorted(self.alive), sorted(self.passive), list(self.ring))
         for p in self.alive:
-            send(self.ring[p], Members(sorted(self.alive)))
+            send(self.ring[p], members)
 
     def probe(self) -> ProcessId:
-        return self.ring[min(self.alive)]
+        return self.ring[min(self.alive - self.passive)]
+
+    def take(self, msg: object, answered: set[int]) -> bool:
+        """Handle a membership message; True if *msg* was one."""
+        if isinstance(msg, ProcessMonitorNotification):
+            self.died(msg, answered)
+        elif isinstance(msg, Hello):
+            self.hello(msg)
+        elif isinstance(msg, Ready):
+            return self.ready(msg)
+        else:
+            return False
+        return True
 
 
 async def _phase(ring: list[ProcessId], phase: PhaseName, members: _Members) -> list[PhaseAck]:
+    members.phase = phase
     for pos in sorted(members.alive):
         send(ring[pos], Phase(phase))
     return await _collect(
@@ -240,7 +329,7 @@ async def _collect(
         msg = await receive_timeout(
             deadline - time.monotonic(),
             match(tp, _same),
-            match(ProcessMonitorNotification, _same),
+            *MEMBERSHIP,
             match_any(_none),
         )
         if msg is None:
@@ -251,8 +340,7 @@ async def _collect(
                     f"({what or tp.__name__}) within {STEP_TIMEOUT:.0f} s"
                 )
             continue
-        if isinstance(msg, ProcessMonitorNotification):
-            members.died(msg, set(got) if finished else set())
+        if members.take(msg, set(got) if finished else set()):
             continue
         if isinstance(msg, tp) and (accept is None or accept(msg)):
             got[msg.position] = msg
@@ -279,21 +367,20 @@ async def _wait_out(
         send(members.probe(), Poll())
         tick = min(until, now + POLL_INTERVAL)
         while (rest := tick - time.monotonic()) > 0:
-            msg = await receive_timeout(
-                rest,
-                match(ProcessMonitorNotification, _same),
-                match(PollReply, _same),
-            )
+            msg = await receive_timeout(rest, *MEMBERSHIP, match(PollReply, _same))
             if msg is None:
                 break
-            if isinstance(msg, ProcessMonitorNotification):
-                members.died(msg, set())
-            elif isinstance(msg, PollReply):
+            if members.take(msg, set()):
+                continue
+            if isinstance(msg, PollReply):
                 seen = max(seen, msg.seen)
 
 
 def _same(x: object) -> object:
     return x
+
+
+MEMBERSHIP = (match(ProcessMonitorNotification, _same), match(Hello, _same), match(Ready, _same))
 
 
 def _none(x: object) -> object:

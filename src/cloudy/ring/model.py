@@ -2,8 +2,9 @@
 
 A model names the process the master spawns on every slave node and says how to
 start it once every slave is in SEND. The slave process must speak the master's
-side of `protocol` (`Setup`, `Phase`, `Poll`, `Agree` in; `Ready`, `PhaseAck`,
-`PollReply`, `Outcome` out); how slaves talk to each other is the model's own.
+side of `protocol` (`Setup`, `Phase`, `Poll`, `Agree`, `Members` in; `Hello`,
+`Ready`, `PhaseAck`, `PollReply`, `Outcome` out); how slaves talk to each other is
+the model's own.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ class Model(Protocol):
     name: str
     description: str
 
-    def slave_closure(self) -> Closure:
-        """What the master spawns on each slave node."""
+    def slave_closure(self, master: ProcessId, position: int) -> Closure:
+        """What the master spawns on each slave node (again, if one is lost)."""
         ...
 
     def kickstart(self, ring: list[ProcessId]) -> None:
@@ -36,8 +37,8 @@ class RingModel:
     name = "ring"
     description = "token ring: one message in flight, each slave forwards its left neighbour's"
 
-    def slave_closure(self) -> Closure:
-        return closure(ring_slave)
+    def slave_closure(self, master: ProcessId, position: int) -> Closure:
+        return closure(ring_slave, master, position)
 
     def kickstart(self, ring: list[ProcessId]) -> None:
         send(ring[0], Kick(0))

@@ -1,9 +1,12 @@
 """The experiment's messages: master <-> slave (any model), and slave <-> slave (the ring).
 
 Master to slave: `Setup`, `Phase` (SEND, GRACE, STOP), `Poll`, `Agree`, `Members`.
-Slave to master: `Ready`, `PhaseAck`, `PollReply`, `Outcome`.
-Ring slaves to each other: `Kick`, `Msg`, `Ack`, and the votes that decide the cut
-(`cut.py`). A slave to itself: `Wake`.
+Slave to master: `Hello` (a ring process just started), `Ready`, `PhaseAck`,
+`PollReply`, `Outcome`.
+Ring slaves to each other: `Kick`, `Msg`, `Ack`, the votes that decide the cut
+(`cut.py`), and the repairs after a failure: `Relay` (a dead member's messages that
+some survivors may lack), `CatchUp` and `CaughtUp` (everything a member knows, for
+one that rejoins). A slave to itself: `Wake`.
 
 Confirmations and approvals are cumulative high-water marks. Messages from one
 process to another arrive in the order sent, and every `Msg` names the previous
@@ -18,11 +21,16 @@ from __future__ import annotations
 
 import enum
 
+import msgspec
+
 from .. import Message, NodeId, ProcessId
 
 __all__ = [
     "Ack",
     "Agree",
+    "CatchUp",
+    "CaughtUp",
+    "Hello",
     "Kick",
     "Members",
     "Msg",
@@ -33,6 +41,7 @@ __all__ = [
     "Poll",
     "PollReply",
     "Ready",
+    "Relay",
     "Setup",
     "Wake",
 ]
@@ -49,7 +58,11 @@ class PhaseName(enum.IntEnum):
 
 
 class Setup(Message):
-    """Everything a slave needs: the ring (by position), its place in it, the run's seed."""
+    """Everything a slave needs: the ring (by position), its place in it, the run's seed.
+
+    A slave that rejoins a running ring also gets the members (*alive*, of which
+    *passive* ones only receive) and the *phase* the run is in.
+    """
 
     master: ProcessId
     peers: list[ProcessId]
@@ -57,6 +70,9 @@ class Setup(Message):
     seed: int
     send_us: int
     grace_us: int
+    alive: list[int] | None = None
+    passive: list[int] = msgspec.field(default_factory=list)
+    phase: int = 0
 
 
 class Phase(Message):
@@ -66,9 +82,16 @@ class Phase(Message):
 
 
 class Members(Message):
-    """The ring's live members (positions): the others died; close the ring around them."""
+    """The ring's live members (positions) and their *peers* (pids, by position).
+
+    Members missing from the last list died: close the ring around them. *passive*
+    members rejoined after a failure: they receive, confirm and learn the cut, but
+    carry no token (the ring of senders is *alive* without them).
+    """
 
     alive: list[int]
+    passive: list[int] = msgspec.field(default_factory=list)
+    peers: list[ProcessId] | None = None
 
 
 class Poll(Message):
@@ -82,6 +105,13 @@ class Agree(Message):
 
 
 # --- slave -> master ----------------------------------------------------------------
+
+
+class Hello(Message):
+    """A ring process for *position* has started (first, or again after a failure)."""
+
+    position: int
+    pid: ProcessId
 
 
 class Ready(Message):
@@ -155,3 +185,33 @@ class Ack(Message):
     frm: int
     confirms: list[int]
     approved: int
+
+
+class Relay(Message):
+    """Messages of dead member *frm* that the sender holds beyond what *frm* approved;
+    the sender holds every message of *frm* up to *complete_upto*."""
+
+    frm: int
+    complete_upto: int
+    indices: list[int]
+    values: list[float]
+
+
+class CatchUp(Message):
+    """Part of what a member knows, for one that rejoins: messages by index."""
+
+    indices: list[int]
+    values: list[float]
+
+
+class CaughtUp(Message):
+    """The end of member *frm*'s catch-up, which held every message *frm* sent up to
+    *generated*; its bookkeeping as `Ledger` keeps it."""
+
+    frm: int
+    generated: int
+    confirms: list[int]
+    approved_from: list[int]
+    prefix: int
+    unapproved: list[list[int]]
+    done: list[int]
