@@ -55,8 +55,10 @@ class Ledger:
         self.done: set[int] = set()  # approved here, beyond the prefix
         self.prefix = 0
         self.seen = 0  # the highest index received
-        self.seen_from = -1  # who sent it
+        # who sent it: the master's `Kick` counts as index 0 from position 0's left
+        self.seen_from = n - 1
         self.my_approved = 0
+        self.generated = 0  # the last index we broadcast
         self.changed = False  # approvals changed since the last `settle`
         self.lost_after: list[int] = []  # senders whose messages went missing (to say)
 
@@ -75,7 +77,8 @@ class Ledger:
             self.gap[frm] = True
             self.lost_after.append(frm)
         self.last_from[frm] = index
-        self.unapproved[frm].append(index)
+        if frm != self.me:  # ours were queued when we sent them
+            self.unapproved[frm].append(index)
         self.take_confirms(frm, msg.confirms, msg.approved)
 
     def take_confirms(self, frm: int, confirms: list[int], approved: int) -> None:
@@ -126,8 +129,25 @@ class Ledger:
             self.prefix = prefix
 
     def generate(self, index: int, value: float) -> None:
-        """We broadcast *index*: we hold its value from now (it comes back to us too)."""
+        """We broadcast *index*: we hold it from now (it comes back to us too, and that
+        is when we confirm it to ourselves)."""
         self.values[index] = value
+        self.unapproved[self.me].append(index)
+        self.generated = index
+
+    def owes_token(self, senders: Collection[int]) -> bool:
+        """Whether we must answer the highest index seen, after the ring changed (a
+        member died, or what it sent was relayed): we come first after its sender
+        among the *senders*, and have not answered it (nor sent that index ourselves).
+
+        Two members can never both owe it (the next sender after one position is one
+        member), so a token lost with a dead member is made again exactly once; an
+        index may then be sent twice (by the dead and by us) with the same value,
+        which costs nothing.
+        """
+        n, s = self.n, self.seen_from
+        after = next((p % n for p in range(s + 1, s + n + 1) if p % n in senders), -1)
+        return after == self.me and (self.generated < self.seen or self.generated == 0)
 
     def missing(self, count: int) -> int | None:
         """The first index of 1..*count* that never reached this slave, if any."""

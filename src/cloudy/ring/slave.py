@@ -193,12 +193,12 @@ async def _run(setup: Setup) -> None:
     say(f"ring position {me} of {n} {'rejoined' if rejoined else 'ready'}")
     send(master, Ready(me, get_self_node()))
 
-    generated = 0
     sent_state: tuple[tuple[int, ...], int] = ((0,) * n, 0)
     said = False  # whether this slave printed its result, or why it has none
     try:
         while True:
             forward = 0  # the index to broadcast next, when this turn brings a reason to
+            changed = False  # whether the ring changed: the token may have died with it
             for msg in await receive_all():
                 t = type(msg)
                 if t is Msg:
@@ -206,7 +206,7 @@ async def _run(setup: Setup) -> None:
                     if frm not in senders:
                         continue  # left out of the ring (it froze, say): what it says is void
                     books.take_msg(msg)
-                    if frm == left:
+                    if frm == left and msg.index == books.seen:  # not answered already
                         forward = msg.index + 1
                 elif t is Ack:
                     if msg.frm in alive:
@@ -216,6 +216,7 @@ async def _run(setup: Setup) -> None:
                 elif t in REPAIRS:
                     if t is Relay:
                         books.take_relay(msg)
+                        changed = True
                     else:
                         books.take_catch_up(msg)
                 elif t is Members:
@@ -233,17 +234,14 @@ async def _run(setup: Setup) -> None:
                         send_many(others, books.relay(d))
                     for j in sorted(joined - {me}):
                         say(f"position {j} rejoins: sending it what this slave knows")
-                        for part in books.catch_up(generated):
+                        for part in books.catch_up(books.generated):
                             send(peers[j], part)
-                    # the token may have died with them: if the highest index came from our
-                    # new left neighbour and we have not answered it, we do now
-                    if gone and books.seen_from == left and generated < books.seen:
-                        forward = books.seen + 1
+                    changed = changed or bool(gone)
                     books.changed = True
                 elif t is Phase:
                     phase = PhaseName(msg.phase)
                     entered[phase] = time.monotonic()
-                    send(master, PhaseAck(me, phase, generated, books.prefix, books.seen))
+                    send(master, PhaseAck(me, phase, books.generated, books.prefix, books.seen))
                 elif t is Poll:
                     send(master, PollReply(me, books.seen))
                 elif t is Agree:
@@ -297,11 +295,13 @@ async def _run(setup: Setup) -> None:
                 return
 
             books.settle(alive, senders)
+            if changed and books.owes_token(senders):
+                forward = books.seen + 1
 
             if forward and phase is SEND:
                 value = m(seed, forward)
-                out = Msg(forward, value, me, generated, list(books.recv_upto), books.my_approved)
-                generated = forward
+                recv_upto = list(books.recv_upto)
+                out = Msg(forward, value, me, books.generated, recv_upto, books.my_approved)
                 books.generate(forward, value)
                 send_many(broadcast_order, out)
                 sent_state = (tuple(books.recv_upto), books.my_approved)
