@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
+STAMP_NFT := $(VENV)/.installed-nft
 
 .PHONY: run test lint typecheck unit bench clean
 
@@ -19,6 +20,12 @@ $(STAMP_TEST): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@ $(STAMP_RUN)
 
+# nft, for the network-partition test (root; without it that test skips, saying why)
+$(STAMP_NFT): | $(BIN)/python
+	command -v nft >/dev/null || apt-get install -y -q nftables \
+		|| (apt-get update -q && apt-get install -y -q nftables) || echo "nftables not installed"
+	if command -v nft >/dev/null; then touch $@; fi
+
 run: $(STAMP_RUN)
 	$(BIN)/cloudy local --slaves 4 --send-for 2s --wait-for 1s --with-seed 0
 
@@ -29,7 +36,7 @@ lint: $(STAMP_TEST)
 typecheck: $(STAMP_TEST)
 	$(BIN)/mypy
 
-unit: $(STAMP_TEST)
+unit: $(STAMP_TEST) $(STAMP_NFT)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
