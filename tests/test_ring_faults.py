@@ -130,6 +130,35 @@ def test_the_master_killed_mid_run_the_slaves_finish_and_agree(
 PLAIN_RESULT = r"^(nid://\S+) <(\d+), (\S+)>$"
 
 
+def test_a_master_started_again_waits_for_the_slaves_to_finish_the_run_and_runs(
+    seeds_way: tuple[list[subprocess.Popen[str]], dict[str, str], str],
+) -> None:
+    slaves, env, discovery = seeds_way
+    outs = [Reader(s.stdout) for s in slaves]
+    first, _ = start_master(env, discovery, seed=3, phase="SEND")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = start(
+        [
+            *("master", "127.0.0.1", str(free_port()), "1000000", "500000", "4"),
+            *("--slaves", "4", "--discovery-port", discovery, "--json"),
+        ],
+        env,
+    )
+    try:
+        assert second.wait(timeout=60) == 0, second.stderr.read() if second.stderr else ""
+        assert second.stdout is not None
+        report = json.loads(second.stdout.read())
+    finally:
+        end([second])
+    # the first run was finished by the slaves alone, every one printing one result ...
+    first_run = [out.wait_for(RESULT, 10) for out in outs]
+    assert len({(m.group(2), m.group(3)) for m in first_run}) == 1
+    # ... and only then did the second run begin, with all four, and agree
+    assert report["agree"] and len(report["slaves"]) == 4 and not report["lost"], report
+    assert report["sum"] == expected_result(4, report["count"]).sum
+
+
 @pytest.mark.parametrize("kill_in", ["SEND", "GRACE"])
 def test_a_slave_killed_mid_run_the_ring_closes_around_it_and_the_rest_agree(
     seeds_way: tuple[list[subprocess.Popen[str]], dict[str, str], str], kill_in: str

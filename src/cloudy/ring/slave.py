@@ -35,8 +35,10 @@ from .. import (
     expect,
     get_self_node,
     get_self_pid,
+    match_if,
     monitor,
     receive_all,
+    receive_wait,
     register,
     remotable,
     reregister,
@@ -115,16 +117,37 @@ def _ring_over(
     return left, broadcast_order, others
 
 
-def _replace_former_self() -> None:
-    """Take the ring's name on this node; a former ring process still there (frozen,
-    declared lost, then woken) is ended: it learns it was replaced."""
-    me = get_self_pid()
-    former = whereis(RING_NAME)
-    if former is None:
-        register(RING_NAME, me)
+def _name(name: str, pid: ProcessId) -> None:
+    if whereis(name) is None:
+        register(name, pid)
     else:
+        reregister(name, pid)
+
+
+async def _take_over(master: ProcessId) -> None:
+    """Make this the ring process of this node, for *master*'s run.
+
+    A former ring process of the same run (frozen, declared lost, then woken) is
+    ended: it learns it was replaced. One of another run — its master died and it
+    is finishing that run alone — is waited for: a new master finds the slave busy
+    and waits until it has printed its result.
+    """
+    me = get_self_pid()
+    run = f"{RING_NAME}@{master}"
+    former = whereis(run)
+    if former is not None:
         exit_process(former, REPLACED)
-        reregister(RING_NAME, me)
+    _name(run, me)
+    other = whereis(RING_NAME)
+    if other is not None and other != former:
+        say(f"this slave is still finishing another run ({other}): waiting for it")
+        ref = monitor(other)
+        await receive_wait(match_if(ProcessMonitorNotification, lambda n: n.ref == ref, _same))
+    _name(RING_NAME, me)
+
+
+def _same(x: object) -> object:
+    return x
 
 
 async def _wake(pid: ProcessId, after: float, phase: int) -> None:
@@ -136,7 +159,7 @@ async def _wake(pid: ProcessId, after: float, phase: int) -> None:
 async def ring_slave(master: ProcessId, position: int) -> None:
     """A ring slave for *position*: says `Hello` to *master*, waits for its `Setup`,
     then follows it through the phases."""
-    _replace_former_self()
+    await _take_over(master)
     send(master, Hello(position, get_self_pid()))
     try:
         setup = await expect(Setup)
