@@ -1,4 +1,5 @@
-"""The ring's books under failure, without sockets: a token ring of `Ledger`s over
+"""The ring's books under failure, without sockets: a token ring (one or more
+tokens) of `Ledger`s over
 FIFO channels, every delivery order hypothesis picks, a member crashing mid-broadcast
 (each of its channels losing what was not yet written), the survivors relaying its
 last messages, and a new incarnation rejoining passive from their catch-ups.
@@ -48,6 +49,7 @@ class Member:
 class Ring:
     n: int
     budget: int  # the highest index that may be generated (then GRACE)
+    tokens: int = 1
     members: dict[int, Member] = field(default_factory=dict)
     chans: dict[tuple[int, int], deque[Any]] = field(default_factory=dict)
     passive: set[int] = field(default_factory=set)  # the master's view
@@ -58,7 +60,9 @@ class Ring:
         everyone = set(range(self.n))
         self.incarnation = [0] * self.n
         for p in range(self.n):
-            self.members[p] = Member(Ledger(self.n, p), set(everyone), set(), [0] * self.n)
+            self.members[p] = Member(
+                Ledger(self.n, p, self.tokens), set(everyone), set(), [0] * self.n
+            )
         for a in range(-1, self.n):  # -1: the master
             for b in range(self.n):
                 self.chans[(a, b)] = deque()
@@ -75,10 +79,8 @@ class Ring:
             self.grace = True
             return
         books = me.books
-        msg = Msg(
-            index, m(SEED, index), p, books.generated, list(books.recv_upto), books.my_approved
-        )
-        books.generate(index, msg.value)
+        value, recv_upto, approved = m(SEED, index), list(books.recv_upto), books.my_approved
+        msg = Msg(index, value, p, books.generate(index, value), recv_upto, approved)
         for q in sorted(me.alive, key=lambda q: (q - p) % self.n or self.n):
             self.send(p, q, msg)
         me.sent = (tuple(books.recv_upto), books.my_approved)
@@ -87,14 +89,15 @@ class Ring:
         msg = self.chans[(frm, to)].popleft()
         me = self.members[to]
         books = me.books
-        forward = 0
+        forward: list[int] = []
         changed = False
         if type(msg) is Msg:
             if msg.frm not in me.senders:
                 return
             books.take_msg(msg)
-            if msg.frm == me.left() and msg.index == books.seen:
-                forward = msg.index + 1
+            tokens = books.tokens
+            if msg.frm == me.left() and msg.index == books.top[(msg.index - 1) % tokens]:
+                forward.append(msg.index + tokens)
         elif type(msg) is Ack:
             if msg.frm in me.alive:
                 books.take_confirms(msg.frm, msg.confirms, msg.approved)
@@ -103,6 +106,8 @@ class Ring:
             changed = True
         elif type(msg) in (CatchUp, CaughtUp):
             books.take_catch_up(msg)
+            if type(msg) is CaughtUp:  # its sender counts us in now: tell it
+                me.sent = ((), 0)
         elif type(msg) is Members:
             gone = me.senders - set(msg.alive)
             joined = set(msg.alive) - me.alive
@@ -112,15 +117,15 @@ class Ring:
                 for q in me.alive - {to}:
                     self.send(to, q, books.relay(d))
             for j in sorted(joined - {to}):
-                for part in books.catch_up(books.generated):
+                for part in books.catch_up():
                     self.send(to, j, part)
             changed = bool(gone)
             books.changed = True
         books.settle(me.alive, me.senders)
-        if changed and books.owes_token(me.senders):
-            forward = books.seen + 1
-        if forward:
-            self.generate(to, forward)
+        if changed:
+            forward += [i for i in books.owed(me.senders) if i not in forward]
+        for index in forward:
+            self.generate(to, index)
         if self.grace or to in me.passive:
             self.ack(to)
 
@@ -150,9 +155,8 @@ class Ring:
             if to == d:
                 chan.clear()  # sent to its former self
         alive = set(self.members) | {d}
-        self.members[d] = Member(
-            Ledger(self.n, d), alive, set(self.passive), list(self.incarnation)
-        )
+        books = Ledger(self.n, d, self.tokens)
+        self.members[d] = Member(books, alive, set(self.passive), list(self.incarnation))
         self.tell()
 
     def tell(self) -> None:
@@ -166,14 +170,22 @@ class Ring:
 
 
 def run(
-    n: int, budget: int, seed: int, crash_at: int, victim: int, kept: list[int], rejoin: int | None
+    n: int,
+    budget: int,
+    seed: int,
+    crash_at: int,
+    victim: int,
+    kept: list[int],
+    rejoin: int | None,
+    tokens: int = 1,
 ) -> Ring:
     """One run: deliveries in the order *seed* picks; *victim* crashes after *crash_at*
     deliveries (keeping *kept* of what it queued to each member) and, if *rejoin* is
     not None, comes back that many deliveries later."""
     pick = random.Random(seed)
-    ring = Ring(n, budget)
-    ring.generate(0, 1)
+    ring = Ring(n, budget, tokens)
+    for index in range(1, tokens + 1):  # the master's kicks
+        ring.generate(0, index)
     step = 0
     crashed = rejoined = False
     while busy := ring.busy():
@@ -204,6 +216,7 @@ def run(
     victim=st.integers(0, 4),
     kept=st.lists(st.integers(0, 2), min_size=5, max_size=5),
     rejoin=st.none() | st.integers(0, 60),
+    tokens=st.integers(1, 4),
 )
 def test_after_a_crash_and_a_rejoin_every_member_ends_with_the_same_full_prefix(
     n: int,
@@ -213,8 +226,9 @@ def test_after_a_crash_and_a_rejoin_every_member_ends_with_the_same_full_prefix(
     victim: int,
     kept: list[int],
     rejoin: int | None,
+    tokens: int,
 ) -> None:
-    ring = run(n, budget, seed, crash_at, victim, kept, rejoin)
+    ring = run(n, budget, seed, crash_at, victim, kept, rejoin, tokens)
     live = ring.members.values()
     prefixes = {mb.books.prefix for mb in live}
     held = max(max((i for i in mb.books.values), default=0) for mb in live)
@@ -222,3 +236,9 @@ def test_after_a_crash_and_a_rejoin_every_member_ends_with_the_same_full_prefix(
     for mb in live:
         assert all(mb.books.values[i] == m(SEED, i) for i in range(1, held + 1))
     assert held >= min(budget, 2)  # the ring went on
+    # every token went on to the end: nothing lost, none doubled
+    for mb in live:
+        if mb.books.me in mb.passive:
+            continue  # it carries no token
+        ends = sorted(top for top in mb.books.top)
+        assert ends == list(range(budget - tokens + 1, budget + 1)), (ends, budget)

@@ -1,16 +1,20 @@
 """A slave's bookkeeping of the broadcast: what arrived, what is confirmed and approved (sans-IO).
 
-Per ring position p (this slave's own included):
+Every member numbers its broadcasts 1, 2, 3, … (`Msg.seq`); messages from one
+process to another arrive in the order sent, so per ring position p (this
+slave's own included) one integer says each of these:
 
-* ``recv_upto[p]``: every message from p up to this index has arrived here, in
-  order (`Msg.prev` links each message to its sender's previous one, so a gap is
-  seen). This is what we confirm to p.
-* ``confirmed_by[p]``: p has confirmed our messages up to this index. Our messages
-  up to the lowest confirmation of every recipient are approved by us.
-* ``approved_from[p]``: p approved its messages up to this index. A message from p
-  enters our result once p approves it.
+* ``recv_upto[p]``: we hold p's broadcasts 1..recv_upto[p] (a gap in the numbers
+  stops it). This is what we confirm to p.
+* ``confirmed_by[p]``: p has confirmed our broadcasts up to this number. Ours up
+  to the lowest confirmation of every recipient are approved by us.
+* ``approved_from[p]``: p approved its broadcasts up to this number. A message
+  from p enters our result once p approves it.
 * ``prefix``: every index 1..prefix has entered our result. The cut is decided
   among the slaves' prefixes.
+
+Numbers, not indices, because with several tokens (the pipelined model) or after a
+failure a member may send a lower index after a higher one.
 
 Failures (the ledger only keeps the books; the slave says who is a member):
 
@@ -28,7 +32,7 @@ Nothing here does I/O.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterator
 
 from .protocol import CatchUp, CaughtUp, Msg, Relay
 
@@ -36,29 +40,39 @@ __all__ = ["CATCH_UP_CHUNK", "Ledger"]
 
 # Values per `CatchUp` message (about 1.3 MB encoded): well under the frame limit.
 CATCH_UP_CHUNK = 100_000
+NEVER = -(1 << 62)  # below every index
 
 
 class Ledger:
-    """One slave's books over a ring of *n* positions; *me* is its own."""
+    """One slave's books over a ring of *n* positions; *me* is its own; *tokens*
+    tokens travel the ring (token c hands out the indices i with (i - 1) % tokens
+    == c, each answered by adding *tokens*)."""
 
-    def __init__(self, n: int, me: int) -> None:
+    def __init__(self, n: int, me: int, tokens: int = 1) -> None:
         self.n = n
         self.me = me
+        self.tokens = tokens
         self.values: dict[int, float] = {}
         self.recv_upto = [0] * n
-        self.last_from = [0] * n
         self.gap = [False] * n
         self.confirmed_by = [0] * n
         self.approved_from = [0] * n
         self.confirms_of: list[list[int]] = [[0] * n for _ in range(n)]  # p's latest
+        # p's broadcasts not yet in our result, by index, in p's order: numbers
+        # popped[p] + 1, popped[p] + 2, …
         self.unapproved: list[deque[int]] = [deque() for _ in range(n)]
+        self.popped = [0] * n
         self.done: set[int] = set()  # approved here, beyond the prefix
         self.prefix = 0
         self.seen = 0  # the highest index received
-        # who sent it: the master's `Kick` counts as index 0 from position 0's left
-        self.seen_from = n - 1
+        # per token: the highest index seen and who sent it (the master's `Kick`s count
+        # as the indices before the first, from position 0's left), and our last
+        self.top = [c + 1 - tokens for c in range(tokens)]
+        self.top_from = [n - 1] * tokens
+        self.mine = [NEVER] * tokens
         self.my_approved = 0
-        self.generated = 0  # the last index we broadcast
+        self.sent = 0  # how many broadcasts we made
+        self.generated = 0  # the highest index we broadcast
         self.changed = False  # approvals changed since the last `settle`
         self.lost_after: list[int] = []  # senders whose messages went missing (to say)
 
@@ -70,15 +84,19 @@ class Ledger:
         index = msg.index
         self.values[index] = msg.value
         if index > self.seen:
-            self.seen, self.seen_from = index, frm
-        if msg.prev == self.last_from[frm] and not self.gap[frm]:
-            self.recv_upto[frm] = index
-        elif not self.gap[frm]:
+            self.seen = index
+        c = (index - 1) % self.tokens
+        if index > self.top[c]:
+            self.top[c], self.top_from[c] = index, frm
+        seq = msg.seq
+        if seq == self.recv_upto[frm] + 1 and not self.gap[frm]:
+            self.recv_upto[frm] = seq
+            if frm != self.me:  # ours were queued when we sent them
+                self.unapproved[frm].append(index)
+        elif seq > self.recv_upto[frm] and not self.gap[frm]:
             self.gap[frm] = True
             self.lost_after.append(frm)
-        self.last_from[frm] = index
-        if frm != self.me:  # ours were queued when we sent them
-            self.unapproved[frm].append(index)
+        # (a number we hold already came in a catch-up as well: nothing new)
         self.take_confirms(frm, msg.confirms, msg.approved)
 
     def take_confirms(self, frm: int, confirms: list[int], approved: int) -> None:
@@ -116,38 +134,47 @@ class Ledger:
                         self.changed = True
         if self.changed:
             self.changed = False
-            done = self.done
+            done, popped = self.done, self.popped
             for p in range(n):
                 q = self.unapproved[p]
                 bound = self.approved_from[p]
-                while q and q[0] <= bound:
+                while q and popped[p] < bound:
                     done.add(q.popleft())
+                    popped[p] += 1
             prefix = self.prefix
             while prefix + 1 in done:
                 prefix += 1
                 done.discard(prefix)
             self.prefix = prefix
 
-    def generate(self, index: int, value: float) -> None:
-        """We broadcast *index*: we hold it from now (it comes back to us too, and that
-        is when we confirm it to ourselves)."""
+    def generate(self, index: int, value: float) -> int:
+        """We broadcast *index*: its number (`Msg.seq`). We hold it from now (it comes
+        back to us too, and that is when we confirm it to ourselves)."""
         self.values[index] = value
         self.unapproved[self.me].append(index)
-        self.generated = index
+        self.sent += 1
+        if index > self.generated:
+            self.generated = index
+        self.mine[(index - 1) % self.tokens] = index
+        return self.sent
 
-    def owes_token(self, senders: Collection[int]) -> bool:
-        """Whether we must answer the highest index seen, after the ring changed (a
-        member died, or what it sent was relayed): we come first after its sender
-        among the *senders*, and have not answered it (nor sent that index ourselves).
+    def owed(self, senders: Collection[int]) -> list[int]:
+        """What we must send after the ring changed (a member died, or what it sent
+        was relayed): for each token, the answer to the highest index seen of it, if
+        we come first after its sender among the *senders* and have not answered it
+        (nor sent that index ourselves).
 
-        Two members can never both owe it (the next sender after one position is one
-        member), so a token lost with a dead member is made again exactly once; an
-        index may then be sent twice (by the dead and by us) with the same value,
-        which costs nothing.
+        Two members can never both owe one answer (the next sender after a position
+        is one member), so a token lost with a dead member is made again exactly
+        once; an index may then be sent twice (by the dead and by us) with the same
+        value, which costs nothing.
         """
-        n, s = self.n, self.seen_from
-        after = next((p % n for p in range(s + 1, s + n + 1) if p % n in senders), -1)
-        return after == self.me and (self.generated < self.seen or self.generated == 0)
+        n, owed = self.n, []
+        for c, (top, s) in enumerate(zip(self.top, self.top_from, strict=True)):
+            after = next((p % n for p in range(s + 1, s + n + 1) if p % n in senders), -1)
+            if after == self.me and self.mine[c] < top:
+                owed.append(top + self.tokens)
+        return owed
 
     def missing(self, count: int) -> int | None:
         """The first index of 1..*count* that never reached this slave, if any."""
@@ -160,34 +187,47 @@ class Ledger:
         """What we hold of *dead*'s messages beyond what it approved, for the others."""
         indices = list(self.unapproved[dead])
         values = [self.values[i] for i in indices]
-        return Relay(dead, self.recv_upto[dead], indices, values)
+        return Relay(dead, self.popped[dead] + 1, indices, values)
 
     def take_relay(self, relay: Relay) -> None:
         d = relay.frm
-        fresh = [i for i in relay.indices if i not in self.values]
         for i, v in zip(relay.indices, relay.values, strict=True):
             self.values.setdefault(i, v)
-        self._merge_unapproved(d, fresh)
-        if relay.complete_upto > self.recv_upto[d]:
-            self.recv_upto[d] = relay.complete_upto
-        if relay.indices and relay.indices[-1] > self.seen:
-            self.seen, self.seen_from = relay.indices[-1], d
+            self.seen = max(self.seen, i)
+            c = (i - 1) % self.tokens
+            if i > self.top[c]:
+                self.top[c], self.top_from[c] = i, d
+        self._extend(d, relay.first, relay.indices)
         self.changed = True
+
+    def _extend(self, p: int, first: int, indices: list[int]) -> None:
+        """p's broadcasts numbered *first*, *first* + 1, …: add those beyond ours. What
+        anyone holds of p starts no later than one past what we hold (what p approved
+        every member had confirmed), so ours stay without a gap."""
+        end = self.popped[p] + len(self.unapproved[p])  # the last number we hold
+        if first > end + 1:
+            return  # cannot happen (see above); never make a gap
+        self.unapproved[p].extend(indices[end + 1 - first :])
+        held = max(end, first + len(indices) - 1)
+        if held > self.recv_upto[p]:
+            self.recv_upto[p] = held
+            self.gap[p] = False
 
     # --- a member rejoins: tell it everything ------------------------------------------
 
-    def catch_up(self, generated: int) -> Iterator[CatchUp | CaughtUp]:
-        """Everything we know, for a member that rejoins; we sent up to *generated*."""
+    def catch_up(self) -> Iterator[CatchUp | CaughtUp]:
+        """Everything we know, for a member that rejoins."""
         items = sorted(self.values.items())
         for start in range(0, len(items), CATCH_UP_CHUNK):
             chunk = items[start : start + CATCH_UP_CHUNK]
             yield CatchUp([i for i, _ in chunk], [v for _, v in chunk])
         yield CaughtUp(
             self.me,
-            generated,
+            self.sent,
             list(self.recv_upto),
             list(self.approved_from),
             self.prefix,
+            list(self.popped),
             [list(q) for q in self.unapproved],
             sorted(self.done),
         )
@@ -201,9 +241,6 @@ class Ledger:
             return
         assert type(part) is CaughtUp
         q = part.frm
-        # every message q sent up to *generated* was in its catch-up; its next ones
-        # come to us directly, the first of them naming *generated* as its previous
-        self.recv_upto[q] = self.last_from[q] = max(self.recv_upto[q], part.generated)
         self.confirms_of[q] = part.confirms
         for p, a in enumerate(part.approved_from):
             if a > self.approved_from[p]:
@@ -211,16 +248,13 @@ class Ledger:
         if part.prefix > self.prefix:
             self.prefix = part.prefix
             self.done = {i for i in self.done if i > part.prefix}
-        for p, indices in enumerate(part.unapproved):
-            self._merge_unapproved(p, indices)
         self.done.update(i for i in part.done if i > self.prefix)
+        for p, indices in enumerate(part.unapproved):
+            # q's view of p, if it reaches further than ours (q's own always does: it
+            # names every message q sent before it sent this; the next come to us)
+            if part.popped[p] + len(indices) > self.popped[p] + len(self.unapproved[p]):
+                self.popped[p] = part.popped[p]
+                self.unapproved[p] = deque(indices)
+                self.recv_upto[p] = max(self.recv_upto[p], part.popped[p] + len(indices))
+        self.recv_upto[q] = max(self.recv_upto[q], part.sent)
         self.changed = True
-
-    def _merge_unapproved(self, p: int, indices: Iterable[int]) -> None:
-        """Add *indices* (messages of *p* that have not entered our result) to p's queue,
-        keeping it in order."""
-        q = self.unapproved[p]
-        merged = set(q)
-        merged.update(i for i in indices if i > self.prefix)
-        if len(merged) != len(q):
-            self.unapproved[p] = deque(sorted(merged))

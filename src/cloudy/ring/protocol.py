@@ -9,10 +9,10 @@ some survivors may lack), `CatchUp` and `CaughtUp` (everything a member knows, f
 one that rejoins). A slave to itself: `Wake`.
 
 Confirmations and approvals are cumulative high-water marks. Messages from one
-process to another arrive in the order sent, and every `Msg` names the previous
-index its sender broadcast (`prev`), so "I have received every message you sent
-up to index X" is one integer per sender, and so is "every message I sent up to
-index Y is confirmed by all recipients". They ride on the next `Msg` a slave
+process to another arrive in the order sent, and every `Msg` carries its number
+among its sender's broadcasts (`seq`), so "I have received your broadcasts up to
+number X" is one integer per sender, and so is "my broadcasts up to number Y are
+confirmed by all recipients". They ride on the next `Msg` a slave
 broadcasts anyway (in a token ring every slave broadcasts once per round), and
 on an explicit `Ack` whenever no broadcast is coming (in GRACE).
 """
@@ -61,7 +61,8 @@ class Setup(Message):
     """Everything a slave needs: the ring (by position), its place in it, the run's seed.
 
     A slave that rejoins a running ring also gets the members (*alive*, of which
-    *passive* ones only receive) and the *phase* the run is in.
+    *passive* ones only receive) and the *phase* the run is in. *tokens* and *window*
+    are the model's parameters.
     """
 
     master: ProcessId
@@ -73,6 +74,8 @@ class Setup(Message):
     alive: list[int] | None = None
     passive: list[int] = msgspec.field(default_factory=list)
     phase: int = 0
+    tokens: int = 1  # tokens travelling the ring at once (the pipelined model)
+    window: int = 0  # how far a slave may run ahead of its approvals (the stream model)
 
 
 class Phase(Message):
@@ -159,15 +162,15 @@ class Kick(Message):
 class Msg(Message):
     """Broadcast message *index* with *value*, from ring position *frm*.
 
-    *prev*: the index *frm* broadcast before this one (0 for its first).
-    *confirms[p]*: *frm* has received every message of position p up to that index.
-    *approved*: every message *frm* broadcast up to that index is confirmed by all.
+    *seq*: its number among *frm*'s broadcasts (1, 2, 3, …: a gap shows a loss).
+    *confirms[p]*: *frm* holds position p's broadcasts 1..confirms[p].
+    *approved*: every broadcast of *frm* up to that number is confirmed by all.
     """
 
     index: int
     value: float
     frm: int
-    prev: int
+    seq: int
     confirms: list[int]
     approved: int
 
@@ -188,11 +191,11 @@ class Ack(Message):
 
 
 class Relay(Message):
-    """Messages of dead member *frm* that the sender holds beyond what *frm* approved;
-    the sender holds every message of *frm* up to *complete_upto*."""
+    """Broadcasts of dead member *frm* that the sender holds beyond what *frm*
+    approved: *frm*'s numbers *first*, *first* + 1, … carried *indices* and *values*."""
 
     frm: int
-    complete_upto: int
+    first: int
     indices: list[int]
     values: list[float]
 
@@ -205,13 +208,15 @@ class CatchUp(Message):
 
 
 class CaughtUp(Message):
-    """The end of member *frm*'s catch-up, which held every message *frm* sent up to
-    *generated*; its bookkeeping as `Ledger` keeps it."""
+    """The end of member *frm*'s catch-up, which held all its *sent* broadcasts; its
+    books as `Ledger` keeps them (per position: what it approved, confirmed, and
+    the broadcasts numbered *popped* + 1, … not yet in its result)."""
 
     frm: int
-    generated: int
+    sent: int
     confirms: list[int]
     approved_from: list[int]
     prefix: int
+    popped: list[int]
     unapproved: list[list[int]]
     done: list[int]

@@ -211,7 +211,8 @@ async def _run(setup: Setup) -> None:
     passive = set(setup.passive)
     senders = alive - passive
     left, broadcast_order, others = _ring_over(peers, me, alive, senders)
-    books = Ledger(n, me)
+    tokens = setup.tokens
+    books = Ledger(n, me, tokens)
     monitor(master)
     say(f"ring position {me} of {n} {'rejoined' if rejoined else 'ready'}")
     send(master, Ready(me, get_self_node()))
@@ -220,7 +221,7 @@ async def _run(setup: Setup) -> None:
     said = False  # whether this slave printed its result, or why it has none
     try:
         while True:
-            forward = 0  # the index to broadcast next, when this turn brings a reason to
+            forward: list[int] = []  # the indices to broadcast, when this turn brings a reason
             changed = False  # whether the ring changed: the token may have died with it
             for msg in await receive_all():
                 t = type(msg)
@@ -229,19 +230,22 @@ async def _run(setup: Setup) -> None:
                     if frm not in senders:
                         continue  # left out of the ring (it froze, say): what it says is void
                     books.take_msg(msg)
-                    if frm == left and msg.index == books.seen:  # not answered already
-                        forward = msg.index + 1
+                    index = msg.index
+                    if frm == left and index == books.top[(index - 1) % tokens]:  # not answered
+                        forward.append(index + tokens)
                 elif t is Ack:
                     if msg.frm in alive:
                         books.take_confirms(msg.frm, msg.confirms, msg.approved)
                 elif t is Kick:
-                    forward = msg.index + 1
+                    forward.append(msg.index + 1)
                 elif t in REPAIRS:
                     if t is Relay:
                         books.take_relay(msg)
                         changed = True
                     else:
                         books.take_catch_up(msg)
+                        if t is CaughtUp:  # its sender counts us in now: tell it
+                            sent_state = ((), 0)
                 elif t is Members:
                     dead = alive - set(msg.alive)
                     joined = set(msg.alive) - alive
@@ -257,7 +261,7 @@ async def _run(setup: Setup) -> None:
                         send_many(others, books.relay(d))
                     for j in sorted(joined - {me}):
                         say(f"position {j} rejoins: sending it what this slave knows")
-                        for part in books.catch_up(books.generated):
+                        for part in books.catch_up():
                             send(peers[j], part)
                     changed = changed or bool(gone)
                     books.changed = True
@@ -310,7 +314,7 @@ async def _run(setup: Setup) -> None:
 
             if books.lost_after:
                 for frm in books.lost_after:
-                    say(f"lost messages from position {frm} after index {books.last_from[frm]}")
+                    say(f"lost messages from position {frm} after #{books.recv_upto[frm]}")
                 books.lost_after.clear()
 
             if agreement.decided is not None:
@@ -318,15 +322,16 @@ async def _run(setup: Setup) -> None:
                 return
 
             books.settle(alive, senders)
-            if changed and books.owes_token(senders):
-                forward = books.seen + 1
+            if changed:
+                forward += [i for i in books.owed(senders) if i not in forward]
 
             if forward and phase is SEND:
-                value = m(seed, forward)
-                recv_upto = list(books.recv_upto)
-                out = Msg(forward, value, me, books.generated, recv_upto, books.my_approved)
-                books.generate(forward, value)
-                send_many(broadcast_order, out)
+                approved = books.my_approved
+                for index in forward:
+                    value = m(seed, index)
+                    recv_upto = list(books.recv_upto)
+                    seq = books.generate(index, value)
+                    send_many(broadcast_order, Msg(index, value, me, seq, recv_upto, approved))
                 sent_state = (tuple(books.recv_upto), books.my_approved)
             elif (phase >= GRACE or me in passive) and others:
                 state = (tuple(books.recv_upto), books.my_approved)
