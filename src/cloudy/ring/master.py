@@ -75,6 +75,8 @@ class Params(msgspec.Struct, frozen=True):
     wait_for: float
     seed: int
     model: str = "ring"
+    tokens: int = 4  # the pipelined model's
+    window: int = 0  # the stream model's (0: its default)
 
 
 class SlaveReport(msgspec.Struct, frozen=True):
@@ -138,7 +140,14 @@ async def _run(
 ) -> Report:
     n = len(nodes)
     setup = Setup(
-        get_self_pid(), ring, 0, params.seed, int(params.send_for * 1e6), int(params.wait_for * 1e6)
+        get_self_pid(),
+        ring,
+        0,
+        params.seed,
+        int(params.send_for * 1e6),
+        int(params.wait_for * 1e6),
+        tokens=model.tokens(params.tokens),
+        window=params.window,
     )
     monitors = _Members(ring, setup)
     for pos, pid in enumerate(ring):
@@ -148,7 +157,7 @@ async def _run(
     await _phase(ring, PhaseName.SEND, monitors)
     monitors.rejoining = True
     started = time.monotonic()
-    model.kickstart(ring)
+    model.kickstart(ring, setup)
     seen = await _wait_out("SEND", started + params.send_for, monitors, progress, 0)
     grace = await _phase(ring, PhaseName.GRACE, monitors)
     send_time = time.monotonic() - started

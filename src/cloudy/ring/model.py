@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Protocol
 
 from .. import Closure, ProcessId, closure, send
-from .protocol import Kick
+from .protocol import Kick, Setup
 from .slave import ring_slave
 
-__all__ = ["MODELS", "Model", "RingModel", "get_model"]
+__all__ = ["MODELS", "Model", "PipelinedModel", "RingModel", "get_model"]
 
 
 class Model(Protocol):
@@ -26,7 +26,11 @@ class Model(Protocol):
         """What the master spawns on each slave node (again, if one is lost)."""
         ...
 
-    def kickstart(self, ring: list[ProcessId]) -> None:
+    def tokens(self, asked: int) -> int:
+        """How many tokens travel the ring, when the user asked for *asked*."""
+        ...
+
+    def kickstart(self, ring: list[ProcessId], setup: Setup) -> None:
         """Start generating (called in the master's process once all are in SEND)."""
         ...
 
@@ -40,11 +44,27 @@ class RingModel:
     def slave_closure(self, master: ProcessId, position: int) -> Closure:
         return closure(ring_slave, master, position)
 
-    def kickstart(self, ring: list[ProcessId]) -> None:
-        send(ring[0], Kick(0))
+    def tokens(self, asked: int) -> int:
+        return 1
+
+    def kickstart(self, ring: list[ProcessId], setup: Setup) -> None:
+        for index in range(setup.tokens):  # slave 0 sends 1..tokens
+            send(ring[0], Kick(index))
 
 
-MODELS: dict[str, Model] = {"ring": RingModel()}
+class PipelinedModel(RingModel):
+    """The token ring with *K* tokens travelling at once: token c hands out the indices
+    i with (i - 1) % K == c, so every index is sent once and the agreed set is still
+    a prefix; K messages are in flight, and a slave's turn handles several."""
+
+    name = "pipelined"
+    description = "K tokens travel the ring at once (--tokens, default 4)"
+
+    def tokens(self, asked: int) -> int:
+        return asked
+
+
+MODELS: dict[str, Model] = {"ring": RingModel(), "pipelined": PipelinedModel()}
 
 
 def get_model(name: str) -> Model:

@@ -23,83 +23,20 @@ it was replaced: the new process ends it.
 
 from __future__ import annotations
 
-import asyncio
-import random
-import sys
-import time
+from functools import partial
 
-from .. import (
-    ProcessExitException,
-    ProcessId,
-    ProcessMonitorNotification,
-    expect,
-    get_self_node,
-    get_self_pid,
-    match_if,
-    monitor,
-    receive_all,
-    receive_wait,
-    register,
-    remotable,
-    reregister,
-    say,
-    send,
-    send_many,
-    spawn_local,
-    usend,
-    whereis,
-)
-from .. import exit as exit_process
-from .cut import Accept, Accepted, Agreement, Decided, Prepare, Promise, Vote
+from .. import ProcessExitException, ProcessId, receive_all, remotable, say, send, send_many
 from .ledger import Ledger
-from .protocol import (
-    Ack,
-    Agree,
-    CatchUp,
-    CaughtUp,
-    Hello,
-    Kick,
-    Members,
-    Msg,
-    Outcome,
-    Phase,
-    PhaseAck,
-    PhaseName,
-    Poll,
-    PollReply,
-    Ready,
-    Relay,
-    Setup,
-    Wake,
-)
+from .protocol import Ack, CatchUp, CaughtUp, Kick, Members, Msg, PhaseName, Relay, Setup
 from .random import m
-from .result import RingResult, sum_in_order
+from .result import sum_in_order
+from .run import SlaveRun, join_run
 
-__all__ = ["RING_NAME", "ring_slave"]
+__all__ = ["ring_slave"]
 
-START = PhaseName.START
 SEND = PhaseName.SEND
 GRACE = PhaseName.GRACE
-STOP = PhaseName.STOP
-VOTES = (Prepare, Promise, Accept, Accepted, Decided)
 REPAIRS = (Relay, CatchUp, CaughtUp)
-# The cut: position 0 proposes at once, position k after k times this (so that the
-# slaves do not all compete), and each proposes again this often until it is decided.
-STAGGER = 0.2
-RETRY = 1.0
-# A slave that cannot decide (no majority answers) within this says so, and ends.
-DECIDE_TIMEOUT = 10.0
-# The name a ring process has on its node, and the reason it gives a former self.
-RING_NAME = "cloudy.ring"
-REPLACED = "replaced"
-
-
-def _say_no_result(why: str) -> None:
-    """Print (and log) that this slave has no agreed result, and *why*: never a number."""
-    line = f"{get_self_node()} has no agreed result: {why}"
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-    say(line)
 
 
 def _ring_over(
@@ -117,108 +54,22 @@ def _ring_over(
     return left, broadcast_order, others
 
 
-def _name(name: str, pid: ProcessId) -> None:
-    if whereis(name) is None:
-        register(name, pid)
-    else:
-        reregister(name, pid)
-
-
-async def _take_over(master: ProcessId) -> None:
-    """Make this the ring process of this node, for *master*'s run.
-
-    A former ring process of the same run (frozen, declared lost, then woken) is
-    ended: it learns it was replaced. One of another run — its master died and it
-    is finishing that run alone — is waited for: a new master finds the slave busy
-    and waits until it has printed its result.
-    """
-    me = get_self_pid()
-    run = f"{RING_NAME}@{master}"
-    former = whereis(run)
-    if former is not None:
-        exit_process(former, REPLACED)
-    _name(run, me)
-    other = whereis(RING_NAME)
-    if other is not None and other != former:
-        say(f"this slave is still finishing another run ({other}): waiting for it")
-        ref = monitor(other)
-        await receive_wait(match_if(ProcessMonitorNotification, lambda n: n.ref == ref, _same))
-    _name(RING_NAME, me)
-
-
-def _same(x: object) -> object:
-    return x
-
-
-async def _wake(pid: ProcessId, after: float, phase: int) -> None:
-    await asyncio.sleep(max(after, 0.0))
-    send(pid, Wake(phase))
-
-
 @remotable
 async def ring_slave(master: ProcessId, position: int) -> None:
     """A ring slave for *position*: says `Hello` to *master*, waits for its `Setup`,
     then follows it through the phases."""
-    await _take_over(master)
-    send(master, Hello(position, get_self_pid()))
-    try:
-        setup = await expect(Setup)
-    except ProcessExitException as e:
-        if e.reason != REPLACED:
-            raise
-        return  # replaced before it began
-    await _run(setup)
+    setup = await join_run(master, position)
+    if setup is not None:
+        await _run(setup)
 
 
 async def _run(setup: Setup) -> None:
-    master = setup.master
-    peers = list(setup.peers)
-    n = len(peers)
-    me = setup.position
-    seed = setup.seed
-    me_pid = get_self_pid()
-    rejoined = setup.alive is not None
-    agreement = Agreement(me, n, learner=rejoined)
-    proposal: int | None = None  # what this slave offers as the cut
-    masterless = False
-    phase = PhaseName(setup.phase)
-    entered = {phase: time.monotonic()}
-    stop_at = 0.0
-
-    def vote(votes: list[Vote]) -> None:
-        # each vote stands alone (Paxos takes them lost, late or twice): `usend`, so a
-        # connection lost and made again between two slaves does not silence them
-        for v in votes:
-            for pid in broadcast_order:
-                usend(pid, v)
-
-    def wake(after: float, phase: int = 0) -> None:
-        spawn_local(_wake, me_pid, after, phase)
-
-    def offer(count: int) -> None:
-        """Offer *count* as the cut (the master's, or our own prefix without it)."""
-        nonlocal proposal, stop_at
-        if proposal is None:
-            proposal = count
-            stop_at = time.monotonic()
-            voters = sorted(senders)  # the first live sender proposes at once
-            rank = voters.index(me) if me in voters else len(voters)
-            if rank == 0:
-                vote(agreement.propose(count))
-            wake(STAGGER * rank if rank else RETRY)
-
-    alive = set(range(n)) if setup.alive is None else set(setup.alive)
-    passive = set(setup.passive)
-    senders = alive - passive
-    left, broadcast_order, others = _ring_over(peers, me, alive, senders)
-    tokens = setup.tokens
-    books = Ledger(n, me, tokens)
-    monitor(master)
-    say(f"ring position {me} of {n} {'rejoined' if rejoined else 'ready'}")
-    send(master, Ready(me, get_self_node()))
-
-    sent_state: tuple[tuple[int, ...], int] = ((0,) * n, 0)
-    said = False  # whether this slave printed its result, or why it has none
+    me, seed, tokens = setup.position, setup.seed, setup.tokens
+    books = Ledger(len(setup.peers), me, tokens)
+    run = SlaveRun(setup, books)
+    left, broadcast_order, others = _ring_over(run.peers, me, run.alive, run.senders)
+    run.ready("ring")
+    sent_state: tuple[tuple[int, ...], int] = ((), 0)
     try:
         while True:
             forward: list[int] = []  # the indices to broadcast, when this turn brings a reason
@@ -227,14 +78,14 @@ async def _run(setup: Setup) -> None:
                 t = type(msg)
                 if t is Msg:
                     frm = msg.frm
-                    if frm not in senders:
+                    if frm not in run.senders:
                         continue  # left out of the ring (it froze, say): what it says is void
                     books.take_msg(msg)
                     index = msg.index
                     if frm == left and index == books.top[(index - 1) % tokens]:  # not answered
                         forward.append(index + tokens)
                 elif t is Ack:
-                    if msg.frm in alive:
+                    if msg.frm in run.alive:
                         books.take_confirms(msg.frm, msg.confirms, msg.approved)
                 elif t is Kick:
                     forward.append(msg.index + 1)
@@ -247,85 +98,38 @@ async def _run(setup: Setup) -> None:
                         if t is CaughtUp:  # its sender counts us in now: tell it
                             sent_state = ((), 0)
                 elif t is Members:
-                    dead = alive - set(msg.alive)
-                    joined = set(msg.alive) - alive
-                    gone = senders - set(msg.alive)  # senders that died: relay their last
-                    alive, passive = set(msg.alive), set(msg.passive)
-                    senders = alive - passive
-                    if msg.peers is not None:
-                        peers = list(msg.peers)
-                    left, broadcast_order, others = _ring_over(peers, me, alive, senders)
-                    if dead:
-                        say(f"ring closed around position(s) {sorted(dead)}: {sorted(alive)} go on")
+                    _, joined, gone = run.members(msg)
+                    left, broadcast_order, others = _ring_over(
+                        run.peers, me, run.alive, run.senders
+                    )
                     for d in sorted(gone):
                         send_many(others, books.relay(d))
                     for j in sorted(joined - {me}):
                         say(f"position {j} rejoins: sending it what this slave knows")
                         for part in books.catch_up():
-                            send(peers[j], part)
+                            send(run.peers[j], part)
                     changed = changed or bool(gone)
                     books.changed = True
-                elif t is Phase:
-                    phase = PhaseName(msg.phase)
-                    entered[phase] = time.monotonic()
-                    send(master, PhaseAck(me, phase, books.generated, books.prefix, books.seen))
-                elif t is Poll:
-                    send(master, PollReply(me, books.seen))
-                elif t is Agree:
-                    # the master's count is decided with the other slaves like any other
-                    # offer: had the master died meanwhile, no slave can settle on another
-                    offer(msg.count)
-                elif t in VOTES:
-                    vote(agreement.receive(msg))
-                elif t is Wake:
-                    if msg.phase:  # no master: the next phase, on our own clock
-                        phase = PhaseName(msg.phase)
-                        entered[phase] = time.monotonic()
-                        if phase is GRACE:
-                            wake(setup.grace_us / 1e6, STOP)
-                        else:
-                            offer(books.prefix)
-                    elif agreement.decided is None and proposal is not None:
-                        if time.monotonic() - stop_at > DECIDE_TIMEOUT:
-                            _say_no_result(
-                                f"no majority of the {n} slaves answered within "
-                                f"{DECIDE_TIMEOUT:g} s (cut off?)"
-                            )
-                            said = True
-                            return
-                        vote(agreement.propose(proposal))
-                        wake(RETRY * (1 + random.random()))
-                elif t is ProcessMonitorNotification:
-                    if phase is START:
-                        print(
-                            f"{get_self_node()}: the master has gone before SEND", file=sys.stderr
-                        )
+                else:
+                    run.control(msg)
+                    if run.ended:
                         return
-                    masterless = True
-                    say("the master has gone: finishing the run without it")
-                    since = entered.get(phase, time.monotonic())
-                    if phase is SEND:
-                        wake(since + setup.send_us / 1e6 - time.monotonic(), GRACE)
-                    elif phase is GRACE:
-                        wake(since + setup.grace_us / 1e6 - time.monotonic(), STOP)
-                    else:
-                        offer(books.prefix)
-                # anything else is not for us: dropped
 
             if books.lost_after:
                 for frm in books.lost_after:
                     say(f"lost messages from position {frm} after #{books.recv_upto[frm]}")
                 books.lost_after.clear()
 
-            if agreement.decided is not None:
-                said = _finish(agreement.decided, books, masterless, master, me)
+            if run.decided is not None:
+                total = partial(sum_in_order, value=books.values.__getitem__)
+                run.finish(books.missing(run.decided), total)
                 return
 
-            books.settle(alive, senders)
+            books.settle(run.alive, run.senders)
             if changed:
-                forward += [i for i in books.owed(senders) if i not in forward]
+                forward += [i for i in books.owed(run.senders) if i not in forward]
 
-            if forward and phase is SEND:
+            if forward and run.phase is SEND:
                 approved = books.my_approved
                 for index in forward:
                     value = m(seed, index)
@@ -333,38 +137,12 @@ async def _run(setup: Setup) -> None:
                     seq = books.generate(index, value)
                     send_many(broadcast_order, Msg(index, value, me, seq, recv_upto, approved))
                 sent_state = (tuple(books.recv_upto), books.my_approved)
-            elif (phase >= GRACE or me in passive) and others:
+            elif (run.phase >= GRACE or me in run.passive) and others:
                 state = (tuple(books.recv_upto), books.my_approved)
                 if state != sent_state:
                     sent_state = state
                     send_many(others, Ack(me, list(books.recv_upto), books.my_approved))
     except ProcessExitException as e:
-        if e.reason != REPLACED:
-            raise
-        _say_no_result("it was declared lost, and a new ring process replaced it")
-        said = True
+        run.ended_by(e)
     finally:
-        if not said and phase >= SEND:  # ended (a master terminated it, say) undecided
-            _say_no_result("it ended before the cut was decided")
-
-
-def _finish(count: int, books: Ledger, masterless: bool, master: ProcessId, me: int) -> bool:
-    """The cut is *count*: print our result over 1..count (or why we have none), and
-    report it to the master. True: something was printed."""
-    missing = books.missing(count)
-    if missing is not None:  # left out of the ring (frozen, cut off) meanwhile
-        _say_no_result(
-            f"the cut is {count} but message {missing} never reached this slave "
-            "(it was left out of the ring)"
-        )
-        return True
-    result = RingResult(count, sum_in_order(count, books.values.__getitem__))
-    line = f"{get_self_node()} {result}"
-    if masterless:
-        line += " (finished without a master)"
-    sys.stdout.write(line + "\n")  # one write: slaves may share a terminal
-    sys.stdout.flush()
-    say(line)
-    if not masterless:
-        send(master, Outcome(me, get_self_node(), count, result.sum, time.process_time()))
-    return True
+        run.last_word()

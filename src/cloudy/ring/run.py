@@ -1,0 +1,311 @@
+"""A slave's side of a run, shared by every model: taking over the node, the phases
+(with a master or, once it died, on the slave's own clock), membership, the cut,
+and printing the result.
+
+A model's slave process owns its loop: it handles its own messages (broadcasts,
+confirmations, repairs) and hands everything else to `SlaveRun.control`; after each
+batch it asks `SlaveRun.decided` whether the cut is known, and then `finish`es. The
+books it keeps need only say its *prefix* (every index 1..prefix is approved
+here), the highest index it *generated* and the highest it has *seen*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from .. import (
+    ProcessExitException,
+    ProcessId,
+    ProcessMonitorNotification,
+    expect,
+    get_self_node,
+    get_self_pid,
+    match_if,
+    monitor,
+    receive_wait,
+    register,
+    reregister,
+    say,
+    send,
+    spawn_local,
+    usend,
+    whereis,
+)
+from .. import exit as exit_process
+from .cut import Accept, Accepted, Agreement, Decided, Prepare, Promise, Vote
+from .protocol import (
+    Agree,
+    Hello,
+    Members,
+    Outcome,
+    Phase,
+    PhaseAck,
+    PhaseName,
+    Poll,
+    PollReply,
+    Ready,
+    Setup,
+    Wake,
+)
+from .result import RingResult
+
+__all__ = ["RING_NAME", "Books", "SlaveRun", "join_run"]
+
+START = PhaseName.START
+SEND = PhaseName.SEND
+GRACE = PhaseName.GRACE
+STOP = PhaseName.STOP
+VOTES = (Prepare, Promise, Accept, Accepted, Decided)
+# The cut: the first live sender proposes at once, the k-th after k times this (so
+# that the slaves do not all compete), and each proposes again this often until it
+# is decided.
+STAGGER = 0.2
+RETRY = 1.0
+# A slave that cannot decide (no majority answers) within this says so, and ends.
+DECIDE_TIMEOUT = 10.0
+# The name a slave's run process has on its node, and the reason it gives a former self.
+RING_NAME = "cloudy.ring"
+REPLACED = "replaced"
+
+
+class Books(Protocol):
+    """What the shared part needs to know of a model's books."""
+
+    prefix: int
+    generated: int
+    seen: int
+
+
+def _name(name: str, pid: ProcessId) -> None:
+    if whereis(name) is None:
+        register(name, pid)
+    else:
+        reregister(name, pid)
+
+
+def _same(x: object) -> object:
+    return x
+
+
+async def join_run(master: ProcessId, position: int) -> Setup | None:
+    """Make this the run process of this node for *master*'s run, say `Hello`, and
+    wait for the `Setup` (None: replaced before it came).
+
+    A former run process of the same run (frozen, declared lost, then woken) is
+    ended: it learns it was replaced. One of another run — its master died and it
+    is finishing that run alone — is waited for: a new master finds the slave busy
+    and waits until it has printed its result.
+    """
+    me = get_self_pid()
+    run = f"{RING_NAME}@{master}"
+    former = whereis(run)
+    if former is not None:
+        exit_process(former, REPLACED)
+    _name(run, me)
+    other = whereis(RING_NAME)
+    if other is not None and other != former:
+        say(f"this slave is still finishing another run ({other}): waiting for it")
+        ref = monitor(other)
+        await receive_wait(match_if(ProcessMonitorNotification, lambda n: n.ref == ref, _same))
+    _name(RING_NAME, me)
+    send(master, Hello(position, me))
+    try:
+        return await expect(Setup)
+    except ProcessExitException as e:
+        if e.reason != REPLACED:
+            raise
+        return None
+
+
+async def _wake(pid: ProcessId, after: float, phase: int) -> None:
+    await asyncio.sleep(max(after, 0.0))
+    send(pid, Wake(phase))
+
+
+def say_no_result(why: str) -> None:
+    """Print (and log) that this slave has no agreed result, and *why*: never a number."""
+    line = f"{get_self_node()} has no agreed result: {why}"
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    say(line)
+
+
+class SlaveRun:
+    """One slave's run: who the members are, which phase it is in, and the cut."""
+
+    def __init__(self, setup: Setup, books: Books) -> None:
+        self.setup = setup
+        self.books = books
+        self.master = setup.master
+        self.peers = list(setup.peers)
+        self.n = n = len(self.peers)
+        self.me = setup.position
+        self.pid = get_self_pid()
+        self.rejoined = setup.alive is not None
+        self.alive = set(range(n)) if setup.alive is None else set(setup.alive)
+        self.passive = set(setup.passive)
+        self.senders = self.alive - self.passive
+        self.agreement = Agreement(self.me, n, learner=self.rejoined)
+        self.proposal: int | None = None  # what this slave offers as the cut
+        self.masterless = False
+        self.phase = PhaseName(setup.phase)
+        self.entered = {self.phase: time.monotonic()}
+        self.stop_at = 0.0
+        self.said = False  # whether it printed its result, or why it has none
+        self.ended = False  # whether the run is over for this slave
+        self.voters: list[ProcessId] = [self.peers[p] for p in sorted(self.alive)]
+
+    def ready(self, model: str) -> None:
+        monitor(self.master)
+        how = "rejoined" if self.rejoined else "ready"
+        say(f"{model} position {self.me} of {self.n} {how}")
+        send(self.master, Ready(self.me, get_self_node()))
+
+    # --- membership ----------------------------------------------------------------
+
+    def members(self, msg: Members) -> tuple[set[int], set[int], set[int]]:
+        """The master's new membership: (the dead, the newly joined, the senders that
+        died), for the model to repair what they leave."""
+        alive = set(msg.alive)
+        dead, joined, gone = self.alive - alive, alive - self.alive, self.senders - alive
+        self.alive, self.passive = alive, set(msg.passive)
+        self.senders = alive - self.passive
+        if msg.peers is not None:
+            self.peers = list(msg.peers)
+        self.voters = [self.peers[p] for p in sorted(alive)]
+        if dead:
+            say(f"ring closed around position(s) {sorted(dead)}: {sorted(alive)} go on")
+        return dead, joined, gone
+
+    # --- the master's messages, votes and timers ------------------------------------
+
+    def control(self, msg: object) -> None:
+        """Anything that is not the model's own; sets `ended` when the run is over."""
+        t = type(msg)
+        books = self.books
+        if t is Phase:
+            assert isinstance(msg, Phase)
+            self.phase = PhaseName(msg.phase)
+            self.entered[self.phase] = time.monotonic()
+            ack = PhaseAck(self.me, self.phase, books.generated, books.prefix, books.seen)
+            send(self.master, ack)
+        elif t is Poll:
+            send(self.master, PollReply(self.me, books.seen))
+        elif t is Agree:
+            assert isinstance(msg, Agree)
+            # the master's count is decided with the other slaves like any other offer:
+            # had the master died meanwhile, no slave can settle on another
+            self.offer(msg.count)
+        elif t in VOTES:
+            self.vote(self.agreement.receive(msg))  # type: ignore[arg-type]
+        elif t is Wake:
+            assert isinstance(msg, Wake)
+            self._wake(msg.phase)
+        elif t is ProcessMonitorNotification:
+            self._master_gone()
+        # anything else is not for us: dropped
+
+    def vote(self, votes: list[Vote]) -> None:
+        # each vote stands alone (Paxos takes them lost, late or twice): `usend`, so a
+        # connection lost and made again between two slaves does not silence them
+        for v in votes:
+            for pid in self.voters:
+                usend(pid, v)
+
+    def wake(self, after: float, phase: int = 0) -> None:
+        spawn_local(_wake, self.pid, after, phase)
+
+    def offer(self, count: int) -> None:
+        """Offer *count* as the cut (the master's, or our own prefix without it)."""
+        if self.proposal is None:
+            self.proposal = count
+            self.stop_at = time.monotonic()
+            voters = sorted(self.senders)  # the first live sender proposes at once
+            rank = voters.index(self.me) if self.me in voters else len(voters)
+            if rank == 0:
+                self.vote(self.agreement.propose(count))
+            self.wake(STAGGER * rank if rank else RETRY)
+
+    def _wake(self, phase: int) -> None:
+        setup = self.setup
+        if phase:  # no master: the next phase, on our own clock
+            self.phase = PhaseName(phase)
+            self.entered[self.phase] = time.monotonic()
+            if self.phase is GRACE:
+                self.wake(setup.grace_us / 1e6, STOP)
+            else:
+                self.offer(self.books.prefix)
+        elif self.agreement.decided is None and self.proposal is not None:
+            if time.monotonic() - self.stop_at > DECIDE_TIMEOUT:
+                self.no_result(
+                    f"no majority of the {self.n} slaves answered within "
+                    f"{DECIDE_TIMEOUT:g} s (cut off?)"
+                )
+                return
+            self.vote(self.agreement.propose(self.proposal))
+            self.wake(RETRY * (1 + random.random()))
+
+    def _master_gone(self) -> None:
+        if self.phase is START:
+            print(f"{get_self_node()}: the master has gone before SEND", file=sys.stderr)
+            self.ended = True
+            return
+        self.masterless = True
+        say("the master has gone: finishing the run without it")
+        since = self.entered.get(self.phase, time.monotonic())
+        if self.phase is SEND:
+            self.wake(since + self.setup.send_us / 1e6 - time.monotonic(), GRACE)
+        elif self.phase is GRACE:
+            self.wake(since + self.setup.grace_us / 1e6 - time.monotonic(), STOP)
+        else:
+            self.offer(self.books.prefix)
+
+    # --- the end ---------------------------------------------------------------------
+
+    @property
+    def decided(self) -> int | None:
+        return self.agreement.decided
+
+    def no_result(self, why: str) -> None:
+        say_no_result(why)
+        self.said = self.ended = True
+
+    def finish(self, missing: int | None, total: Callable[[int], float]) -> None:
+        """The cut is decided: print our result over 1..cut — *total(cut)* is the sum
+        — or, if index *missing* never reached us, why we have none; report it to the
+        master."""
+        count = self.agreement.decided
+        assert count is not None
+        if missing is not None:  # left out of the ring (frozen, cut off) meanwhile
+            self.no_result(
+                f"the cut is {count} but message {missing} never reached this slave "
+                "(it was left out of the ring)"
+            )
+            return
+        result = RingResult(count, total(count))
+        line = f"{get_self_node()} {result}"
+        if self.masterless:
+            line += " (finished without a master)"
+        sys.stdout.write(line + "\n")  # one write: slaves may share a terminal
+        sys.stdout.flush()
+        say(line)
+        self.said = self.ended = True
+        if not self.masterless:
+            cpu = time.process_time()
+            send(self.master, Outcome(self.me, get_self_node(), count, result.sum, cpu))
+
+    def ended_by(self, e: ProcessExitException) -> None:
+        """The run process was told to exit: by its replacement, or by someone else."""
+        if e.reason != REPLACED:
+            raise e
+        self.no_result("it was declared lost, and a new ring process replaced it")
+
+    def last_word(self) -> None:
+        """Called as the process ends: an undecided slave says so."""
+        if not self.said and self.phase >= SEND:
+            say_no_result("it ended before the cut was decided")
