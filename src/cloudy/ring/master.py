@@ -149,7 +149,7 @@ async def _run(
         tokens=model.tokens(params.tokens),
         window=params.window,
     )
-    monitors = _Members(ring, setup)
+    monitors = _Members(ring, setup, model.rejoins)
     for pos, pid in enumerate(ring):
         send(pid, msgspec.structs.replace(setup, position=pos))
     await _collect(Ready, n, monitors)
@@ -225,9 +225,10 @@ class _Members:
     dead one (`Members` to the others) while a majority of the senders lives, and a
     new ring process for a lost position rejoins it (passive) during SEND and GRACE."""
 
-    def __init__(self, ring: list[ProcessId], setup: Setup) -> None:
+    def __init__(self, ring: list[ProcessId], setup: Setup, rejoins: bool) -> None:
         self.ring = ring
         self.setup = setup
+        self.rejoins = rejoins
         self.alive = set(range(len(ring)))
         self.passive: set[int] = set()  # rejoined: receive, but carry no token
         self.lost: set[int] = set()
@@ -255,7 +256,7 @@ class _Members:
     def hello(self, msg: Hello) -> None:
         """A ring process started: a new one for a lost position is given a `Setup`."""
         pos = msg.position
-        if not self.rejoining or pos in self.alive or not 0 <= pos < len(self.ring):
+        if not (self.rejoins and self.rejoining) or pos in self.alive or pos >= len(self.ring):
             return  # the first start (or too late: the run is settling)
         ring = list(self.ring)
         ring[pos] = msg.pid

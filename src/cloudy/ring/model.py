@@ -14,13 +14,15 @@ from typing import Protocol
 from .. import Closure, ProcessId, closure, send
 from .protocol import Kick, Setup
 from .slave import ring_slave
+from .stream import stream_slave
 
-__all__ = ["MODELS", "Model", "PipelinedModel", "RingModel", "get_model"]
+__all__ = ["MODELS", "Model", "PipelinedModel", "RingModel", "StreamModel", "get_model"]
 
 
 class Model(Protocol):
     name: str
     description: str
+    rejoins: bool  # whether a slave that comes back rejoins the run
 
     def slave_closure(self, master: ProcessId, position: int) -> Closure:
         """What the master spawns on each slave node (again, if one is lost)."""
@@ -40,6 +42,7 @@ class RingModel:
 
     name = "ring"
     description = "token ring: one message in flight, each slave forwards its left neighbour's"
+    rejoins = True
 
     def slave_closure(self, master: ProcessId, position: int) -> Closure:
         return closure(ring_slave, master, position)
@@ -64,7 +67,29 @@ class PipelinedModel(RingModel):
         return asked
 
 
-MODELS: dict[str, Model] = {"ring": RingModel(), "pipelined": PipelinedModel()}
+class StreamModel:
+    """Every slave generates all the time, its own share of the indices, many
+    messages to a frame, at most --window messages ahead of its approvals."""
+
+    name = "stream"
+    description = "every slave streams its share of the indices (--window)"
+    rejoins = False
+
+    def slave_closure(self, master: ProcessId, position: int) -> Closure:
+        return closure(stream_slave, master, position)
+
+    def tokens(self, asked: int) -> int:
+        return 1
+
+    def kickstart(self, ring: list[ProcessId], setup: Setup) -> None:
+        pass  # each slave starts when it enters SEND
+
+
+MODELS: dict[str, Model] = {
+    "ring": RingModel(),
+    "pipelined": PipelinedModel(),
+    "stream": StreamModel(),
+}
 
 
 def get_model(name: str) -> Model:
