@@ -3,6 +3,8 @@
 cloudy slave HOST PORT [--heart [--heart-intensity R/T]]
 cloudy master HOST PORT [SEND_US GRACE_US SEED] [--send-for 2s --wait-for 1s --with-seed 0]
 cloudy local [--slaves 4 --send-for 2s --wait-for 1s --with-seed 0]
+             [--kill-slave-at T] [--freeze-slave-at T:D] [--fault-slave K]
+             [--kill-master-at T] [--freeze-master-at T:D]
 cloudy verify --with-seed S COUNT
 cloudy peers HOST
 cloudy doctor HOST
@@ -16,6 +18,8 @@ import argparse
 import contextlib
 import errno
 import json
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,9 +32,10 @@ from .backend import simplelocalnet as sl
 from .backend import tools
 from .cli_args import UsageError, parse_args, parse_duration
 from .errors import CloudyError
-from .heart import keep_running
+from .faults import Fault, FaultInjector, Victim, plan_faults
+from .heart import describe_status, keep_running
 from .identity import NodeId
-from .local import LocalSlaves, cloudy_command, exit_with_stdin
+from .local import LocalSlaves, SlaveOutcome, cloudy_command, exit_with_stdin
 from .ring.master import ExperimentError, Params, Progress, Report, run_experiment
 from .ring.result import expected_result
 
@@ -109,7 +114,8 @@ class _PlainProgress:
         now = time.monotonic()
         if phase != self.phase or now - self.last >= 1.0:
             self.phase, self.last = phase, now
-            print(f"cloudy: {phase:5} {left:5.1f} s left, {seen} messages", file=self.out)
+            # one write: the slaves share this stream
+            self.out.write(f"cloudy: {phase:5} {left:5.1f} s left, {seen} messages\n")
             self.out.flush()
 
 
@@ -187,6 +193,8 @@ def _slave_with_heart(args: argparse.Namespace) -> int:
         command += ["--discovery-port", str(args.discovery_port)]
     if args.peers is not None:
         command += ["--peers", ",".join(map(str, args.peers))]
+    if args.detect is not None:
+        command += ["--detect", f"{args.detect}s"]
     name = f"slave {NodeId(args.host, args.port)}"
     return keep_running(command, name, args.heart_intensity, watch_stdin=args.exit_with_stdin)
 
@@ -200,16 +208,125 @@ def cmd_master(args: argparse.Namespace) -> int:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    params = _params(args)
+    params, faults = _params(args), _faults(args)
     with LocalSlaves(args.slaves, args.discovery_port, detect=args.detect) as slaves:
         slaves.start(sys.stderr if args.json else sys.stdout)
-        host, port = slaves.host, slaves.master_port
-        options = {"multicast_port": slaves.discovery_port, "cookie": slaves.cookie}
-        with _progress_display(params) as progress:
-            report = run(_master(host, port, params, args.slaves, options, progress, slaves.check))
+        with FaultInjector(faults, _victim(slaves), params.send_for) as injector:
+            if any(f.slave is None for f in faults):  # the master must be a child to fault
+                report = _child_master(params, slaves, injector)
+            else:
+                host, port = slaves.host, slaves.master_port
+                options = {"multicast_port": slaves.discovery_port, "cookie": slaves.cookie}
+                with _progress_display(params) as display:
+                    progress = _starting_faults(display, injector.start)
+                    report = run(
+                        _master(host, port, params, args.slaves, options, progress, slaves.check)
+                    )
+        if report is None:  # the master was killed: the slaves finished without it
+            slaves.finish(0.0)
+            return _print_outcomes(slaves.outcomes(), params, args.json, sys.stdout)
         slaves.finish()
         _print_report(report, args.json, sys.stdout)
         return 0 if report.agree else 1
+
+
+def _faults(args: argparse.Namespace) -> list[Fault]:
+    try:
+        return plan_faults(
+            args.slaves,
+            kill_slave_at=args.kill_slave_at,
+            freeze_slave_at=args.freeze_slave_at,
+            kill_master_at=args.kill_master_at,
+            freeze_master_at=args.freeze_master_at,
+            fault_slave=args.fault_slave,
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _victim(slaves: LocalSlaves) -> Victim:
+    """Whom a fault hits: a slave's node process (not its heart), or the master's."""
+
+    def victim(fault: Fault) -> tuple[str, int | None]:
+        if fault.slave is not None:
+            return f"slave {slaves.nodes[fault.slave]}", slaves.node_pid(fault.slave)
+        master = slaves.master
+        pid = master.pid if master is not None and master.poll() is None else None
+        return f"master {NodeId(slaves.host, slaves.master_port)}", pid
+
+    return victim
+
+
+def _starting_faults(progress: Progress, start: Callable[[], None]) -> Progress:
+    """*progress*, calling *start* too once SEND has begun."""
+
+    def update(phase: str, left: float, seen: int) -> None:
+        if phase == "SEND":
+            start()
+        progress(phase, left, seen)
+
+    return update
+
+
+def _child_master(params: Params, slaves: LocalSlaves, injector: FaultInjector) -> Report | None:
+    """Run the master as a child process; its report, or None if it was killed (then
+    once every slave has printed its result or that it has none, or time ran out)."""
+
+    def watch(line: str) -> None:
+        if line.startswith("cloudy: SEND"):
+            injector.start()
+
+    master = slaves.start_master(params, watch)
+    while master.poll() is None:
+        if not injector.started:
+            slaves.check()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            master.wait(0.1)
+    report = slaves.master_report()
+    if report is not None:
+        return report
+    if master.returncode != -signal.SIGKILL:
+        raise ExperimentError(
+            f"the master exited with {describe_status(master.returncode)}; see above"
+        )
+    slaves.wait_for_outcomes(params.send_for + params.wait_for + 30.0)
+    return None
+
+
+def _print_outcomes(
+    outcomes: list[SlaveOutcome], params: Params, json_output: bool, out: TextIO
+) -> int:
+    """What each slave printed after the master was killed; 0 if all results agree."""
+    results = {o.result for o in outcomes if o.result is not None}
+    printed = sum(o.result is not None for o in outcomes)
+    agreed = results.pop() if len(results) == 1 else None
+    if json_output:
+        slaves = [
+            {"node": str(o.node), "line": o.line}
+            | ({} if o.result is None else {"count": o.result.count, "sum": o.result.sum})
+            for o in outcomes
+        ]
+        summary = {"master": "killed", "agree": agreed is not None, "slaves": slaves}
+        if agreed is not None:
+            summary |= {"count": agreed.count, "sum": agreed.sum, "send_for": params.send_for}
+        print(json.dumps(summary), file=out)
+    else:
+        print("the master was killed; what each slave printed:", file=out)
+        for o in outcomes:
+            print(o.line or f"{o.node} printed nothing", file=out)
+        if agreed is not None:
+            print(f"all {printed} slaves that printed a result agree: {agreed}", file=out)
+            print(
+                f"{agreed.count} messages agreed in a {params.send_for:g} s send period: "
+                f"{agreed.count / params.send_for:,.0f} msgs/s (seed {params.seed}, grace "
+                f"{params.wait_for:g} s, model {params.model}; finished without a master)",
+                file=out,
+            )
+        elif printed:
+            print(f"the {printed} slaves that printed a result DO NOT agree", file=out)
+        else:
+            print("no slave printed a result", file=out)
+    return 0 if agreed is not None else 1
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from .backend import simplelocalnet as sl
+from .faults import parse_freeze
 from .heart import DEFAULT_INTENSITY, Intensity, parse_intensity
 from .identity import NodeId
 from .ring.model import MODELS
@@ -83,6 +84,13 @@ def _intensity(text: str) -> Intensity:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _freeze(text: str) -> tuple[float, float]:
+    try:
+        return parse_freeze(text, parse_duration)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _peers(text: str) -> list[NodeId]:
     try:
         return sl.parse_peers(text)
@@ -123,6 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
             help="static peers host:port,... asked over TCP (default: $CLOUDY_PEERS)",
         )
 
+    def fault_options(p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("faults (T counts from the start of SEND)")
+        g.add_argument("--kill-slave-at", type=_duration, metavar="T", help="kill -9 a slave node")
+        g.add_argument(
+            "--freeze-slave-at", type=_freeze, metavar="T:D", help="SIGSTOP a slave node for D"
+        )
+        g.add_argument("--kill-master-at", type=_duration, metavar="T", help="kill -9 the master")
+        g.add_argument(
+            "--freeze-master-at", type=_freeze, metavar="T:D", help="SIGSTOP the master for D"
+        )
+        g.add_argument(
+            "--fault-slave",
+            type=_count,
+            metavar="K",
+            help="the slave that slave faults hit, by ring position (default: one at random)",
+        )
+
     p = sub.add_parser("slave", help="start a slave node")
     p.add_argument("host")
     p.add_argument("port", type=_port)
@@ -159,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_options(p)
     detect_option(p)
     p.add_argument("--discovery-port", type=_port, default=None, help=argparse.SUPPRESS)
+    fault_options(p)
 
     p = sub.add_parser("verify", help="print the <COUNT, SUM> a run with this seed must give")
     p.add_argument("--with-seed", type=_seed, default=0)
@@ -210,4 +236,9 @@ _VALUE_FLAGS = {
     "--discovery-port",
     "--peers",
     "--heart-intensity",
+    "--kill-slave-at",
+    "--freeze-slave-at",
+    "--kill-master-at",
+    "--freeze-master-at",
+    "--fault-slave",
 }

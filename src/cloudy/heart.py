@@ -147,7 +147,9 @@ class _Heart:
         self.child: subprocess.Popen[bytes] | None = None
 
     def say(self, line: str) -> None:
-        print(f"heart: {line}", file=self.out, flush=True)
+        # one write: processes sharing a terminal or a pipe never split each other's lines
+        self.out.write(f"heart: {line}\n")
+        self.out.flush()
 
     def stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         self.stopping = True

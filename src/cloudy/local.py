@@ -10,12 +10,20 @@ Each slave runs under ``--heart`` (`cloudy.heart`): the PID `LocalSlaves` holds 
 parent process that restarts the slave node, on the same host and port, if it dies during
 the run, and ends it when it is itself ended (or when its stdin closes). A slave that a
 master terminated exits normally, and its heart with it.
+
+A slave's output is relayed through this process, line by line (a thread per child),
+so that `outcomes` can tell what each slave printed: its result, or that it has none.
+`start_master` runs the master as a child OS process too (for ``--kill-master-at``: a
+master that can be killed without killing ``cloudy local``); `node_pid` finds a slave's
+node process under its heart (to kill or freeze the node, not the heart).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import secrets
 import signal
 import socket
@@ -23,23 +31,82 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TextIO
+from typing import IO, TextIO
+
+import msgspec
 
 from .aio import free_port
-from .ring.master import ExperimentError
+from .heart import die_with_parent
+from .identity import NodeId
+from .ring import ExperimentError, Params, Report, RingResult
 
-__all__ = ["SLAVE_EXIT_GRACE", "LocalSlaves", "cloudy_command", "exit_with_stdin", "wait_or_kill"]
+__all__ = [
+    "SLAVE_EXIT_GRACE",
+    "LocalSlaves",
+    "SlaveOutcome",
+    "cloudy_command",
+    "exit_with_stdin",
+    "wait_or_kill",
+]
 
 # How long `cloudy local` gives its slaves to exit by themselves before killing them.
 SLAVE_EXIT_GRACE = 5.0
 
 
+# A slave's result line (`RingResult` printed after its node id), and the words of a
+# slave that has none.
+RESULT_LINE = re.compile(r"^(nid://\S+) <(\d+), (\S+)>( \(finished without a master\))?$")
+NO_RESULT = "has no agreed result"
+
+
+@dataclass(frozen=True)
+class SlaveOutcome:
+    """What a slave printed last: its result, or why it has none (*line*); None: nothing."""
+
+    node: NodeId
+    line: str | None = None
+    result: RingResult | None = None
+
+
+class _Relay:
+    """Every line a child writes on *pipe*, kept, and passed on to *out* as it comes."""
+
+    lock = threading.Lock()  # one line at a time on a shared stream
+
+    def __init__(
+        self,
+        pipe: IO[bytes],
+        out: TextIO | None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
+        self.pipe, self.out, self.on_line = pipe, out, on_line
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._run, name="relay", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for raw in iter(self.pipe.readline, b""):
+                line = raw.decode(errors="replace")
+                if self.out is not None:
+                    with self.lock, contextlib.suppress(OSError, ValueError):
+                        self.out.write(line if line.endswith("\n") else line + "\n")
+                        self.out.flush()
+                self.lines.append(line.rstrip("\n"))
+                if self.on_line is not None:
+                    self.on_line(line)
+        with contextlib.suppress(OSError):
+            self.pipe.close()
+
+
 class LocalSlaves:
     """*count* ``cloudy slave`` child processes on *host*, with ports and a cookie of their own.
 
-    Use it as a context manager: `start` them inside it; leaving it ends them all.
+    Use it as a context manager: `start` them inside it; leaving it ends them all (and
+    the master, if `start_master` started one).
     """
 
     def __init__(
@@ -55,8 +122,12 @@ class LocalSlaves:
         self.discovery_port = discovery_port or free_port(socket.SOCK_DGRAM)
         ports = [free_port(socket.SOCK_STREAM) for _ in range(count + 1)]
         # one port more than slaves: the master's
-        self.master_port, self.slave_ports = ports[0], ports[1:]
+        self.master_port, self.slave_ports = ports[0], sorted(ports[1:])  # in ring order
+        self.nodes = [NodeId(host, port) for port in self.slave_ports]
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.relays: list[_Relay] = []
+        self.master: subprocess.Popen[bytes] | None = None
+        self.master_relays: list[_Relay] = []
 
     def __enter__(self) -> LocalSlaves:
         return self
@@ -67,33 +138,113 @@ class LocalSlaves:
         value: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        wait_or_kill(self.procs, 0.0)
+        wait_or_kill([*self.procs, *([self.master] if self.master else [])], 0.0)
+        self._join_relays()
+
+    def _env(self) -> dict[str, str]:
+        return dict(os.environ, CLOUDY_COOKIE=self.cookie)
+
+    def _detect(self) -> tuple[str, ...]:
+        return ("--detect", f"{self.detect}s") if self.detect else ()
 
     def start(self, out: TextIO) -> None:
-        """Start every slave, its output to *out*; Ctrl-C reaches this process only."""
-        env = dict(os.environ, CLOUDY_COOKIE=self.cookie)
+        """Start every slave, its output relayed to *out*; Ctrl-C reaches this process only."""
         out.flush()
         for port in self.slave_ports:
-            self.procs.append(
-                subprocess.Popen(
-                    [
-                        *cloudy_command(),
-                        "slave",
-                        self.host,
-                        str(port),
-                        "--discovery-port",
-                        str(self.discovery_port),
-                        "--exit-with-stdin",
-                        "--heart",
-                        *(("--detect", f"{self.detect}s") if self.detect else ()),
-                    ],
-                    env=env,
-                    stdin=subprocess.PIPE,
-                    stdout=out,
-                    # Ctrl-C reaches us only; we end the slaves ourselves
-                    start_new_session=True,
-                )
+            proc = subprocess.Popen(
+                [
+                    *cloudy_command(),
+                    "slave",
+                    self.host,
+                    str(port),
+                    "--discovery-port",
+                    str(self.discovery_port),
+                    "--exit-with-stdin",
+                    "--heart",
+                    *self._detect(),
+                ],
+                env=self._env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                # Ctrl-C reaches us only; we end the slaves ourselves
+                start_new_session=True,
             )
+            self.procs.append(proc)
+            assert proc.stdout is not None
+            self.relays.append(_Relay(proc.stdout, out))
+
+    def start_master(
+        self, params: Params, on_stderr: Callable[[str], None]
+    ) -> subprocess.Popen[bytes]:
+        """Start ``cloudy master --json`` over the slaves as a child process; its stderr is
+        relayed to ours (each line also to *on_stderr*), its report kept (`master_report`)."""
+        us = [str(round(t * 1e6)) for t in (params.send_for, params.wait_for)]
+        master = subprocess.Popen(
+            [
+                *(*cloudy_command(), "master", self.host, str(self.master_port), *us),
+                *(str(params.seed), "--slaves", str(len(self.slave_ports)), "--json"),
+                *("--discovery-port", str(self.discovery_port), "--model", params.model),
+                *self._detect(),
+            ],
+            env=self._env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent(),  # it ends with us, however we end
+            start_new_session=True,
+        )
+        assert master.stdout is not None and master.stderr is not None
+        self.master = master
+        self.master_relays = [
+            _Relay(master.stdout, None),
+            _Relay(master.stderr, sys.stderr, on_stderr),
+        ]
+        return master
+
+    def master_report(self) -> Report | None:
+        """The report of the master `start_master` started, once it has exited; None if
+        it printed none (it was killed, say)."""
+        if self.master is None or self.master.poll() is None:
+            return None
+        self.master_relays[0].thread.join(5.0)
+        for line in reversed(self.master_relays[0].lines):
+            with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
+                return msgspec.json.decode(line, type=Report)
+        return None
+
+    def node_pid(self, index: int) -> int | None:
+        """The PID of slave *index*'s node process (its heart's child), if it has one now."""
+        heart = self.procs[index].pid
+        for path in glob.glob(f"/proc/{heart}/task/*/children"):
+            with contextlib.suppress(OSError), open(path) as f:
+                for pid in f.read().split():
+                    return int(pid)
+        return None
+
+    def outcomes(self) -> list[SlaveOutcome]:
+        """What each slave printed last: its result, or why it has none."""
+        found = []
+        for node, relay in zip(self.nodes, self.relays, strict=True):
+            outcome = SlaveOutcome(node)
+            for line in relay.lines:
+                if (m := RESULT_LINE.match(line)) is not None:
+                    outcome = SlaveOutcome(node, line, RingResult(int(m[2]), float(m[3])))
+                elif NO_RESULT in line:
+                    outcome = SlaveOutcome(node, line)
+            found.append(outcome)
+        return found
+
+    def wait_for_outcomes(self, timeout: float) -> list[SlaveOutcome]:
+        """Wait up to *timeout* s until every slave has printed its result or that it
+        has none (or ended); what each printed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            outcomes = self.outcomes()
+            ended = [not r.thread.is_alive() for r in self.relays]
+            if all(o.line is not None or e for o, e in zip(outcomes, ended, strict=True)):
+                break
+            time.sleep(0.05)
+        return self.outcomes()
 
     def check(self) -> None:
         """Raise `ExperimentError` if a slave has already exited."""
@@ -106,6 +257,13 @@ class LocalSlaves:
     def finish(self, grace: float = SLAVE_EXIT_GRACE) -> None:
         """Give the slaves *grace* seconds to exit by themselves, then end them."""
         wait_or_kill(self.procs, grace)
+        self._join_relays()
+
+    def _join_relays(self) -> None:
+        """Wait (briefly) until what the children wrote has been passed on."""
+        deadline = time.monotonic() + 2.0
+        for relay in [*self.relays, *self.master_relays]:
+            relay.thread.join(max(deadline - time.monotonic(), 0.0))
 
 
 def cloudy_command() -> list[str]:
