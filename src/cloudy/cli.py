@@ -58,7 +58,14 @@ def _params(args: argparse.Namespace) -> Params:
     seed = pick(args.with_seed, getattr(args, "seed", None), 0, "the seed")
     if send_for <= 0:
         raise UsageError("the send period must be longer than zero")
-    return Params(send_for=send_for, wait_for=wait_for, seed=seed, model=args.model)
+    return Params(
+        send_for=send_for,
+        wait_for=wait_for,
+        seed=seed,
+        model=args.model,
+        tokens=args.tokens,
+        window=args.window or 0,
+    )
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:

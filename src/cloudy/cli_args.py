@@ -18,6 +18,7 @@ from .faults import parse_freeze
 from .heart import DEFAULT_INTENSITY, Intensity, parse_intensity
 from .identity import NodeId
 from .ring.model import MODELS
+from .ring.stream import DEFAULT_WINDOW
 
 __all__ = ["UsageError", "build_parser", "parse_args", "parse_duration"]
 
@@ -112,6 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--wait-for", type=_duration, help="grace period (1s, 500ms, seconds)")
         p.add_argument("--with-seed", type=_seed, help="seed of the random numbers")
         p.add_argument("--model", default="ring", choices=sorted(MODELS), help="default: ring")
+        p.add_argument(
+            "--tokens",
+            type=_whole(1, 1024, "tokens must be a whole number from 1 to 1024, not "),
+            default=4,
+            help="tokens travelling at once, for --model pipelined (default: 4)",
+        )
+        p.add_argument(
+            "--window",
+            type=_whole(1, 1 << 24, "a window must be a whole number from 1 to 16777216, not "),
+            default=None,
+            help="messages a slave may run ahead of its approvals, for --model stream "
+            f"(default: {DEFAULT_WINDOW})",
+        )
         p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     def detect_option(p: argparse.ArgumentParser) -> None:

@@ -184,6 +184,8 @@ class LocalSlaves:
                 *(*cloudy_command(), "master", self.host, str(self.master_port), *us),
                 *(str(params.seed), "--slaves", str(len(self.slave_ports)), "--json"),
                 *("--discovery-port", str(self.discovery_port), "--model", params.model),
+                *("--tokens", str(params.tokens)),
+                *(("--window", str(params.window)) if params.window else ()),
                 *self._detect(),
             ],
             env=self._env(),
