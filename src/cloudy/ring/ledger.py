@@ -73,6 +73,7 @@ class Ledger:
         self.my_approved = 0
         self.sent = 0  # how many broadcasts we made
         self.generated = 0  # the highest index we broadcast
+        self.ahead = 0  # not kept: a ring slave sends only when a token reaches it
         self.changed = False  # approvals changed since the last `settle`
         self.lost_after: list[int] = []  # senders whose messages went missing (to say)
 

@@ -26,25 +26,22 @@ from typing import Protocol, TypeVar
 import msgspec
 
 from .. import (
-    CloudyError,
     NodeId,
     ProcessId,
     ProcessMonitorNotification,
     get_self_pid,
     match,
     match_any,
-    monitor,
     receive_timeout,
-    say,
     send,
 )
 from .. import exit as exit_process
 from ..supervisor import ChildSpec, SupervisorError, start_supervisor, which_children
+from .membership import ExperimentError, Membership
 from .model import Model, get_model
 from .protocol import (
     Agree,
     Hello,
-    Members,
     Outcome,
     Phase,
     PhaseAck,
@@ -66,10 +63,6 @@ POLL_INTERVAL = 0.1
 RESTARTS_PER_SLAVE = 5
 
 
-class ExperimentError(CloudyError):
-    """The run could not finish: a slave died, did not answer, or could not be spawned."""
-
-
 class Params(msgspec.Struct, frozen=True):
     send_for: float
     wait_for: float
@@ -84,6 +77,7 @@ class SlaveReport(msgspec.Struct, frozen=True):
     count: int
     sum: float
     cpu_s: float = 0.0
+    ahead: int = 0  # the most it ran ahead of its approvals (the stream model's window)
 
 
 class Report(msgspec.Struct, frozen=True):
@@ -149,7 +143,7 @@ async def _run(
         tokens=model.tokens(params.tokens),
         window=params.window,
     )
-    monitors = _Members(ring, setup, model.rejoins)
+    monitors = Membership(ring, setup, model.rejoins)
     for pos, pid in enumerate(ring):
         send(pid, msgspec.structs.replace(setup, position=pos))
     await _collect(Ready, n, monitors)
@@ -175,7 +169,7 @@ async def _run(
     # a slave ends (normally) right after it reports: that is no failure
     outcomes = await _collect(Outcome, n, monitors, finished=True)
     outcomes.sort(key=lambda o: o.position)
-    results = [SlaveReport(str(o.node), o.count, o.sum, o.cpu_s) for o in outcomes]
+    results = [SlaveReport(str(o.node), o.count, o.sum, o.cpu_s, o.ahead) for o in outcomes]
     first = results[0]
     agree = all(r.count == first.count and r.sum == first.sum for r in results)
     return Report(
@@ -220,92 +214,7 @@ async def _start_ring(
     return sup, [pid for pid in pids if pid is not None]
 
 
-class _Members:
-    """The ring's members as the master sees them; a death closes the ring around the
-    dead one (`Members` to the others) while a majority of the senders lives, and a
-    new ring process for a lost position rejoins it (passive) during SEND and GRACE."""
-
-    def __init__(self, ring: list[ProcessId], setup: Setup, rejoins: bool) -> None:
-        self.ring = ring
-        self.setup = setup
-        self.rejoins = rejoins
-        self.alive = set(range(len(ring)))
-        self.passive: set[int] = set()  # rejoined: receive, but carry no token
-        self.lost: set[int] = set()
-        self.refs = {monitor(pid): pos for pos, pid in enumerate(ring)}
-        self.rejoining = False  # whether a new ring process may rejoin now
-        self.phase = PhaseName.START
-        self.joining: dict[int, ProcessId] = {}  # sent a Setup, awaiting its Ready
-
-    def died(self, note: ProcessMonitorNotification, answered: set[int]) -> None:
-        pos = self.refs.pop(note.ref, None)
-        self.joining = {p: pid for p, pid in self.joining.items() if pid != note.pid}
-        if pos is None or pos not in self.alive or pos in answered:
-            return  # not a slave, already known, or it ended after its last answer
-        self.alive.discard(pos)
-        self.passive.discard(pos)
-        self.lost.add(pos)
-        senders = len(self.alive - self.passive)
-        if senders < len(self.ring) // 2 + 1:
-            raise ExperimentError(
-                f"slave process {note.pid} ended ({note.reason!r}): "
-                f"{senders} of {len(self.ring)} slaves left, not a majority"
-            )
-        self._tell()
-
-    def hello(self, msg: Hello) -> None:
-        """A ring process started: a new one for a lost position is given a `Setup`."""
-        pos = msg.position
-        if not (self.rejoins and self.rejoining) or pos in self.alive or pos >= len(self.ring):
-            return  # the first start (or too late: the run is settling)
-        ring = list(self.ring)
-        ring[pos] = msg.pid
-        self.joining[pos] = msg.pid
-        self.refs[monitor(msg.pid)] = pos
-        alive = sorted(self.alive | {pos})
-        passive = sorted(self.passive | {pos})
-        setup = msgspec.structs.replace(
-            self.setup, peers=ring, position=pos, alive=alive, passive=passive, phase=self.phase
-        )
-        send(msg.pid, setup)
-
-    def ready(self, msg: Ready) -> bool:
-        """A `Ready`: True if it is a rejoining process's (which then joins)."""
-        pid = self.joining.pop(msg.position, None)
-        if pid is None:
-            return False
-        pos = msg.position
-        self.ring[pos] = pid
-        self.alive.add(pos)
-        self.passive.add(pos)
-        self.lost.discard(pos)
-        say(f"slave {msg.node} rejoins the ring at position {pos}")
-        self._tell()
-        send(pid, Phase(self.phase))  # answered like the others' (a collect may wait for it)
-        return True
-
-    def _tell(self) -> None:
-        members = Members(sorted(self.alive), sorted(self.passive), list(self.ring))
-        for p in self.alive:
-            send(self.ring[p], members)
-
-    def probe(self) -> ProcessId:
-        return self.ring[min(self.alive - self.passive)]
-
-    def take(self, msg: object, answered: set[int]) -> bool:
-        """Handle a membership message; True if *msg* was one."""
-        if isinstance(msg, ProcessMonitorNotification):
-            self.died(msg, answered)
-        elif isinstance(msg, Hello):
-            self.hello(msg)
-        elif isinstance(msg, Ready):
-            return self.ready(msg)
-        else:
-            return False
-        return True
-
-
-async def _phase(ring: list[ProcessId], phase: PhaseName, members: _Members) -> list[PhaseAck]:
+async def _phase(ring: list[ProcessId], phase: PhaseName, members: Membership) -> list[PhaseAck]:
     members.phase = phase
     for pos in sorted(members.alive):
         send(ring[pos], Phase(phase))
@@ -324,7 +233,7 @@ P = TypeVar("P", bound=_Positioned)
 async def _collect(
     tp: type[P],
     count: int,
-    members: _Members,
+    members: Membership,
     accept: Callable[[P], bool] | None = None,
     what: str | None = None,
     finished: bool = False,
@@ -360,7 +269,7 @@ async def _collect(
 async def _wait_out(
     phase: str,
     until: float,
-    members: _Members,
+    members: Membership,
     progress: Progress,
     seen: int,
 ) -> int:

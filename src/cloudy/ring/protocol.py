@@ -148,6 +148,7 @@ class Outcome(Message):
     count: int
     sum: float
     cpu_s: float
+    ahead: int = 0  # the most messages it ran ahead of its approvals (its window held)
 
 
 # --- slave <-> slave ----------------------------------------------------------------

@@ -79,6 +79,7 @@ class Books(Protocol):
     prefix: int
     generated: int
     seen: int
+    ahead: int  # the most messages it ran ahead of its own approvals
 
 
 def _name(name: str, pid: ProcessId) -> None:
@@ -296,8 +297,8 @@ class SlaveRun:
         say(line)
         self.said = self.ended = True
         if not self.masterless:
-            cpu = time.process_time()
-            send(self.master, Outcome(self.me, get_self_node(), count, result.sum, cpu))
+            cpu, ahead = time.process_time(), self.books.ahead
+            send(self.master, Outcome(self.me, get_self_node(), count, result.sum, cpu, ahead))
 
     def ended_by(self, e: ProcessExitException) -> None:
         """The run process was told to exit: by its replacement, or by someone else."""
