@@ -223,7 +223,11 @@ def cmd_local(args: argparse.Namespace) -> int:
                 report = _child_master(params, slaves, injector)
             else:
                 host, port = slaves.host, slaves.master_port
-                options = {"multicast_port": slaves.discovery_port, "cookie": slaves.cookie}
+                options = {
+                    "multicast_port": slaves.discovery_port,
+                    "cookie": slaves.cookie,
+                    "heartbeat_timeout": args.detect,
+                }
                 with _progress_display(params) as display:
                     progress = _starting_faults(display, injector.start)
                     report = run(

@@ -31,6 +31,11 @@ _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(us|µs|ms|
 _UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "m": 60.0}
 
 
+# How long the experiment's nodes let a peer stay silent before declaring it lost: a
+# lost slave is noticed within a second (the library's own default is 5 s).
+DEFAULT_DETECT = 1.0
+
+
 def parse_duration(text: str) -> float:
     """Seconds from ``2s``, ``1500ms``, ``250us``, ``1m`` or plain seconds (``0.5``).
 
@@ -132,8 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--detect",
             type=_duration,
-            default=None,
-            help="declare a silent peer lost after this long (default: 5s)",
+            default=DEFAULT_DETECT,
+            help=f"declare a silent peer lost after this long (default: {DEFAULT_DETECT:g}s)",
         )
 
     def discovery_options(p: argparse.ArgumentParser) -> None:
