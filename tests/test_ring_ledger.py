@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloudy.ring.ledger import Ledger
-from cloudy.ring.protocol import Ack, CatchUp, CaughtUp, Members, Msg, Relay
+from cloudy.ring.protocol import Ack, CatchUp, CaughtUp, Members, Msg, Msgs, Relay
 from cloudy.ring.random import m
 
 SEED = 1
@@ -73,14 +73,23 @@ class Ring:
         if to in self.members and known[to] == self.incarnation[to]:
             self.chans[(frm, to)].append(msg)
 
-    def generate(self, p: int, index: int) -> None:
+    def generate(self, p: int, indices: list[int]) -> None:
+        """*p* broadcasts *indices*: one `Msg`, or one `Msgs` for several."""
         me = self.members[p]
-        if index > self.budget:
+        if any(index > self.budget for index in indices):
             self.grace = True
+        indices = [index for index in indices if index <= self.budget]
+        if not indices:
             return
         books = me.books
-        value, recv_upto, approved = m(SEED, index), list(books.recv_upto), books.my_approved
-        msg = Msg(index, value, p, books.generate(index, value), recv_upto, approved)
+        recv_upto, approved = list(books.recv_upto), books.my_approved
+        values = [m(SEED, index) for index in indices]
+        seqs = [books.generate(index, value) for index, value in zip(indices, values, strict=True)]
+        msg: Msg | Msgs = (
+            Msg(indices[0], values[0], p, seqs[0], recv_upto, approved)
+            if len(indices) == 1
+            else Msgs(p, seqs[0], indices, values, recv_upto, approved)
+        )
         for q in sorted(me.alive, key=lambda q: (q - p) % self.n or self.n):
             self.send(p, q, msg)
         me.sent = (tuple(books.recv_upto), books.my_approved)
@@ -91,13 +100,19 @@ class Ring:
         books = me.books
         forward: list[int] = []
         changed = False
-        if type(msg) is Msg:
+        if type(msg) in (Msg, Msgs):
             if msg.frm not in me.senders:
                 return
-            books.take_msg(msg)
+            if type(msg) is Msg:
+                books.take_msg(msg)
+                indices = [msg.index]
+            else:
+                books.take_msgs(msg)
+                indices = msg.indices
             tokens = books.tokens
-            if msg.frm == me.left() and msg.index == books.top[(msg.index - 1) % tokens]:
-                forward.append(msg.index + tokens)
+            for index in indices:
+                if msg.frm == me.left() and index == books.top[(index - 1) % tokens]:
+                    forward.append(index + tokens)
         elif type(msg) is Ack:
             if msg.frm in me.alive:
                 books.take_confirms(msg.frm, msg.confirms, msg.approved)
@@ -124,8 +139,8 @@ class Ring:
         books.settle(me.alive, me.senders)
         if changed:
             forward += [i for i in books.owed(me.senders) if i not in forward]
-        for index in forward:
-            self.generate(to, index)
+        if forward:
+            self.generate(to, forward)
         if self.grace or to in me.passive:
             self.ack(to)
 
@@ -184,8 +199,7 @@ def run(
     not None, comes back that many deliveries later."""
     pick = random.Random(seed)
     ring = Ring(n, budget, tokens)
-    for index in range(1, tokens + 1):  # the master's kicks
-        ring.generate(0, index)
+    ring.generate(0, list(range(1, tokens + 1)))  # the master's kicks
     step = 0
     crashed = rejoined = False
     while busy := ring.busy():

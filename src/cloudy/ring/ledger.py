@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Iterator
 
-from .protocol import CatchUp, CaughtUp, Msg, Relay
+from .protocol import CatchUp, CaughtUp, Msg, Msgs, Relay
 
 __all__ = ["CATCH_UP_CHUNK", "Ledger"]
 
@@ -81,15 +81,23 @@ class Ledger:
 
     def take_msg(self, msg: Msg) -> None:
         """A broadcast message arrived (from a live member)."""
-        frm = msg.frm
-        index = msg.index
-        self.values[index] = msg.value
+        self._take(msg.frm, msg.index, msg.value, msg.seq)
+        self.take_confirms(msg.frm, msg.confirms, msg.approved)
+
+    def take_msgs(self, msgs: Msgs) -> None:
+        """Several broadcasts arrived in one `Msgs`."""
+        frm, take = msgs.frm, self._take
+        for k, (index, value) in enumerate(zip(msgs.indices, msgs.values, strict=True)):
+            take(frm, index, value, msgs.first + k)
+        self.take_confirms(frm, msgs.confirms, msgs.approved)
+
+    def _take(self, frm: int, index: int, value: float, seq: int) -> None:
+        self.values[index] = value
         if index > self.seen:
             self.seen = index
         c = (index - 1) % self.tokens
         if index > self.top[c]:
             self.top[c], self.top_from[c] = index, frm
-        seq = msg.seq
         if seq == self.recv_upto[frm] + 1 and not self.gap[frm]:
             self.recv_upto[frm] = seq
             if frm != self.me:  # ours were queued when we sent them
@@ -98,7 +106,6 @@ class Ledger:
             self.gap[frm] = True
             self.lost_after.append(frm)
         # (a number we hold already came in a catch-up as well: nothing new)
-        self.take_confirms(frm, msg.confirms, msg.approved)
 
     def take_confirms(self, frm: int, confirms: list[int], approved: int) -> None:
         """*frm*'s confirmations (of every position's messages) and its own approval."""

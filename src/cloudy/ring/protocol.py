@@ -34,6 +34,7 @@ __all__ = [
     "Kick",
     "Members",
     "Msg",
+    "Msgs",
     "Outcome",
     "Phase",
     "PhaseAck",
@@ -172,6 +173,19 @@ class Msg(Message):
     value: float
     frm: int
     seq: int
+    confirms: list[int]
+    approved: int
+
+
+class Msgs(Message):
+    """Several broadcasts of *frm* at once (the pipelined model: a turn that answers
+    several tokens): message *indices[k]* with *values[k]* is *frm*'s broadcast
+    number *first* + k. One frame, so the tokens travel on together."""
+
+    frm: int
+    first: int
+    indices: list[int]
+    values: list[float]
     confirms: list[int]
     approved: int
 

@@ -27,7 +27,7 @@ from functools import partial
 
 from .. import ProcessExitException, ProcessId, receive_all, remotable, say, send, send_many
 from .ledger import Ledger
-from .protocol import Ack, CatchUp, CaughtUp, Kick, Members, Msg, PhaseName, Relay, Setup
+from .protocol import Ack, CatchUp, CaughtUp, Kick, Members, Msg, Msgs, PhaseName, Relay, Setup
 from .random import m
 from .result import sum_in_order
 from .run import SlaveRun, join_run
@@ -84,6 +84,16 @@ async def _run(setup: Setup) -> None:
                     index = msg.index
                     if frm == left and index == books.top[(index - 1) % tokens]:  # not answered
                         forward.append(index + tokens)
+                elif t is Msgs:
+                    frm = msg.frm
+                    if frm not in run.senders:
+                        continue
+                    books.take_msgs(msg)
+                    top = books.top
+                    if frm == left:
+                        for index in msg.indices:
+                            if index == top[(index - 1) % tokens]:
+                                forward.append(index + tokens)
                 elif t is Ack:
                     if msg.frm in run.alive:
                         books.take_confirms(msg.frm, msg.confirms, msg.approved)
@@ -131,11 +141,19 @@ async def _run(setup: Setup) -> None:
 
             if forward and run.phase is SEND:
                 approved = books.my_approved
-                for index in forward:
+                recv_upto = list(books.recv_upto)
+                if len(forward) == 1:
+                    index = forward[0]
                     value = m(seed, index)
-                    recv_upto = list(books.recv_upto)
                     seq = books.generate(index, value)
                     send_many(broadcast_order, Msg(index, value, me, seq, recv_upto, approved))
+                else:  # several tokens at once: one frame, so they travel on together
+                    values = [m(seed, index) for index in forward]
+                    first = books.sent + 1
+                    for index, value in zip(forward, values, strict=True):
+                        books.generate(index, value)
+                    out = Msgs(me, first, forward, values, recv_upto, approved)
+                    send_many(broadcast_order, out)
                 sent_state = (tuple(books.recv_upto), books.my_approved)
             elif (run.phase >= GRACE or me in run.passive) and others:
                 state = (tuple(books.recv_upto), books.my_approved)
