@@ -184,10 +184,19 @@ class Ledger:
                 owed.append(top + self.tokens)
         return owed
 
-    def missing(self, count: int) -> int | None:
-        """The first index of 1..*count* that never reached this slave, if any."""
+    def missing(self, count: int) -> list[int]:
+        """The indices of 1..*count* that never reached this slave."""
         values = self.values
-        return next((i for i in range(1, count + 1) if i not in values), None)
+        return [i for i in range(1, count + 1) if i not in values]
+
+    def value_of(self, index: int) -> float | None:
+        return self.values.get(index)
+
+    def store(self, indices: list[int], values: list[float]) -> None:
+        """Messages fetched from another slave, for the result only (the books of who
+        confirmed and approved what are over)."""
+        for i, v in zip(indices, values, strict=True):
+            self.values.setdefault(i, v)
 
     # --- a member died: relay what it sent -------------------------------------------
 

@@ -30,8 +30,11 @@ __all__ = [
     "Agree",
     "CatchUp",
     "CaughtUp",
+    "Fetch",
+    "Fetched",
     "Hello",
     "Kick",
+    "Late",
     "Members",
     "Msg",
     "Msgs",
@@ -44,6 +47,7 @@ __all__ = [
     "Ready",
     "Relay",
     "Setup",
+    "Verdict",
     "Wake",
 ]
 
@@ -235,3 +239,33 @@ class CaughtUp(Message):
     popped: list[int]
     unapproved: list[list[int]]
     done: list[int]
+
+
+# --- a slave left out, that woke after the run: finishing late ------------------------
+
+
+class Late(Message):
+    """From a slave left out of the run (frozen past detection, woken after it): what
+    was decided? A slave that finished answers with a `Verdict`."""
+
+    pid: ProcessId
+
+
+class Verdict(Message):
+    """The cut that was decided."""
+
+    count: int
+
+
+class Fetch(Message):
+    """Send *pid* the values of *indices* (messages it never got); answered `Fetched`."""
+
+    pid: ProcessId
+    indices: list[int]
+
+
+class Fetched(Message):
+    """Messages a late slave asked for: index *indices[k]* carried *values[k]*."""
+
+    indices: list[int]
+    values: list[float]

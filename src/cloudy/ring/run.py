@@ -25,14 +25,19 @@ from .. import (
     expect,
     get_self_node,
     get_self_pid,
+    match_any,
     match_if,
     monitor,
+    nsend_remote,
+    receive_timeout,
     receive_wait,
+    reconnect,
     register,
     reregister,
     say,
     send,
     spawn_local,
+    unregister,
     usend,
     whereis,
 )
@@ -40,7 +45,10 @@ from .. import exit as exit_process
 from .cut import Accept, Accepted, Agreement, Decided, Prepare, Promise, Vote
 from .protocol import (
     Agree,
+    Fetch,
+    Fetched,
     Hello,
+    Late,
     Members,
     Outcome,
     Phase,
@@ -50,6 +58,7 @@ from .protocol import (
     PollReply,
     Ready,
     Setup,
+    Verdict,
     Wake,
 )
 from .result import RingResult
@@ -71,6 +80,14 @@ DECIDE_TIMEOUT = 10.0
 # The name a slave's run process has on its node, and the reason it gives a former self.
 RING_NAME = "cloudy.ring"
 REPLACED = "replaced"
+# After printing its result a slave keeps the verdict (the cut, the values) this long
+# for a slave that was left out and woke late, under this name (and the master's pid).
+LINGER = 8.0
+VERDICT_NAME = "cloudy.ring.verdict"
+# How long a slave that knows the cut but lacks messages keeps asking for them.
+FETCH_TIMEOUT = 5.0
+# Values per `Fetched` message.
+FETCH_CHUNK = 100_000
 
 
 class Books(Protocol):
@@ -80,6 +97,34 @@ class Books(Protocol):
     generated: int
     seen: int
     ahead: int  # the most messages it ran ahead of its own approvals
+
+    def missing(self, count: int) -> list[int]:
+        """The indices of 1..*count* that never reached this slave."""
+        ...
+
+    def value_of(self, index: int) -> float | None:
+        """The value message *index* carried, if it reached this slave."""
+        ...
+
+    def store(self, indices: list[int], values: list[float]) -> None:
+        """Messages fetched from another slave (their values arrived in a message)."""
+        ...
+
+
+async def _keep_verdict(name: str, count: int, books: Books) -> None:
+    """For `LINGER` seconds, answer late slaves: the cut (`Verdict`), and the values
+    they lack (`Fetched`)."""
+    register(name, get_self_pid())
+    deadline = time.monotonic() + LINGER
+    while (left := deadline - time.monotonic()) > 0:
+        msg = await receive_timeout(left, match_any(_same))
+        if isinstance(msg, Late):
+            send(msg.pid, Verdict(count))
+        elif isinstance(msg, Fetch):
+            held = [(i, v) for i in msg.indices if (v := books.value_of(i)) is not None]
+            for start in range(0, len(held), FETCH_CHUNK):
+                part = held[start : start + FETCH_CHUNK]
+                send(msg.pid, Fetched([i for i, _ in part], [v for _, v in part]))
 
 
 def _name(name: str, pid: ProcessId) -> None:
@@ -98,15 +143,15 @@ async def join_run(master: ProcessId, position: int) -> Setup | None:
     wait for the `Setup` (None: replaced before it came).
 
     A former run process of the same run (frozen, declared lost, then woken) is
-    ended: it learns it was replaced. One of another run — its master died and it
+    ended once the master gives this one a `Setup` (it rejoins): it learns it was
+    replaced. If none comes (the run is past rejoining), the former self may still
+    finish late (`SlaveRun`). One of another run — its master died and it
     is finishing that run alone — is waited for: a new master finds the slave busy
     and waits until it has printed its result.
     """
     me = get_self_pid()
     run = f"{RING_NAME}@{master}"
     former = whereis(run)
-    if former is not None:
-        exit_process(former, REPLACED)
     _name(run, me)
     other = whereis(RING_NAME)
     if other is not None and other != former:
@@ -116,11 +161,14 @@ async def join_run(master: ProcessId, position: int) -> Setup | None:
     _name(RING_NAME, me)
     send(master, Hello(position, me))
     try:
-        return await expect(Setup)
+        setup = await expect(Setup)
     except ProcessExitException as e:
         if e.reason != REPLACED:
             raise
         return None
+    if former is not None:  # it rejoins for its former self: that one is over
+        exit_process(former, REPLACED)
+    return setup
 
 
 async def _wake(pid: ProcessId, after: float, phase: int) -> None:
@@ -160,6 +208,8 @@ class SlaveRun:
         self.said = False  # whether it printed its result, or why it has none
         self.ended = False  # whether the run is over for this slave
         self.voters: list[ProcessId] = [self.peers[p] for p in sorted(self.alive)]
+        self.fetching = 0.0  # since when we ask for messages we lack (0: we do not)
+        self.verdict_name = f"{VERDICT_NAME}@{self.master}"
 
     def ready(self, model: str) -> None:
         monitor(self.master)
@@ -209,6 +259,12 @@ class SlaveRun:
             self._wake(msg.phase)
         elif t is ProcessMonitorNotification:
             self._master_gone()
+        elif t is Verdict:
+            assert isinstance(msg, Verdict)
+            self.vote(self.agreement.receive(Decided(msg.count)))
+        elif t is Fetched:
+            assert isinstance(msg, Fetched)
+            books.store(msg.indices, msg.values)
         # anything else is not for us: dropped
 
     def vote(self, votes: list[Vote]) -> None:
@@ -231,6 +287,8 @@ class SlaveRun:
             if rank == 0:
                 self.vote(self.agreement.propose(count))
             self.wake(STAGGER * rank if rank else RETRY)
+            if self.masterless:  # left out, perhaps, and late: did the others decide?
+                self._ask(Late(self.pid))
 
     def _wake(self, phase: int) -> None:
         setup = self.setup
@@ -241,7 +299,11 @@ class SlaveRun:
                 self.wake(setup.grace_us / 1e6, STOP)
             else:
                 self.offer(self.books.prefix)
+        elif self.fetching:
+            self._ask(Fetch(self.pid, self.books.missing(self.agreement.decided or 0)))
+            self.wake(RETRY)
         elif self.agreement.decided is None and self.proposal is not None:
+            self._ask(Late(self.pid))
             if time.monotonic() - self.stop_at > DECIDE_TIMEOUT:
                 self.no_result(
                     f"no majority of the {self.n} slaves answered within "
@@ -250,6 +312,14 @@ class SlaveRun:
                 return
             self.vote(self.agreement.propose(self.proposal))
             self.wake(RETRY * (1 + random.random()))
+
+    def _ask(self, msg: Late | Fetch) -> None:
+        """Ask every other slave's kept verdict (they may have finished, and we were
+        cut off from them: reconnect first)."""
+        for p, pid in enumerate(self.peers):
+            if p != self.me:
+                reconnect(pid.node)
+                nsend_remote(pid.node, self.verdict_name, msg)
 
     def _master_gone(self) -> None:
         if self.phase is START:
@@ -276,17 +346,25 @@ class SlaveRun:
         say_no_result(why)
         self.said = self.ended = True
 
-    def finish(self, missing: int | None, total: Callable[[int], float]) -> None:
+    def finish(self, total: Callable[[int], float]) -> None:
         """The cut is decided: print our result over 1..cut — *total(cut)* is the sum
-        — or, if index *missing* never reached us, why we have none; report it to the
-        master."""
+        — and report it to the master. Messages we lack are fetched from the others
+        first (for `FETCH_TIMEOUT`), or we say why we have no result."""
         count = self.agreement.decided
         assert count is not None
-        if missing is not None:  # left out of the ring (frozen, cut off) meanwhile
-            self.no_result(
-                f"the cut is {count} but message {missing} never reached this slave "
-                "(it was left out of the ring)"
-            )
+        missing = self.books.missing(count)
+        if missing:  # left out of the ring (frozen, cut off) meanwhile
+            now = time.monotonic()
+            if not self.fetching:
+                self.fetching = now
+                say(f"the cut is {count}; fetching {len(missing)} message(s) never received")
+                self._ask(Fetch(self.pid, missing))
+                self.wake(RETRY)
+            elif now - self.fetching > FETCH_TIMEOUT:
+                self.no_result(
+                    f"the cut is {count} but message {missing[0]} never reached this slave "
+                    "(it was left out of the ring) and no other slave sent it"
+                )
             return
         result = RingResult(count, total(count))
         line = f"{get_self_node()} {result}"
@@ -299,6 +377,11 @@ class SlaveRun:
         if not self.masterless:
             cpu, ahead = time.process_time(), self.books.ahead
             send(self.master, Outcome(self.me, get_self_node(), count, result.sum, cpu, ahead))
+        # keep the verdict for a slave that was left out and wakes late; let a new run
+        # in at once (it need not wait for that)
+        spawn_local(_keep_verdict, self.verdict_name, count, self.books)
+        if whereis(RING_NAME) == self.pid:
+            unregister(RING_NAME)
 
     def ended_by(self, e: ProcessExitException) -> None:
         """The run process was told to exit: by its replacement, or by someone else."""

@@ -131,9 +131,9 @@ async def _run(setup: Setup) -> None:
                 books.lost_after.clear()
 
             if run.decided is not None:
-                total = partial(sum_in_order, value=books.values.__getitem__)
-                run.finish(books.missing(run.decided), total)
-                return
+                run.finish(partial(sum_in_order, value=books.values.__getitem__))
+                if run.ended:
+                    return
 
             books.settle(run.alive, run.senders)
             if changed:

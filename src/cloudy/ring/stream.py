@@ -153,14 +153,25 @@ class StreamBooks:
         self.ahead = max(self.ahead, len(mine) - self.my_approved)
         return first, values
 
-    def missing(self, count: int) -> int | None:
-        """The first index of 1..*count* we do not hold, if any."""
-        n, firsts = self.n, []
-        for p in range(n):
-            need = len(range(p, count, n))
-            if len(self.vals[p]) < need:
-                firsts.append(p + 1 + len(self.vals[p]) * n)
-        return min(firsts, default=None)
+    def missing(self, count: int) -> list[int]:
+        """The indices of 1..*count* we do not hold."""
+        n = self.n
+        return sorted(
+            p + 1 + j * n
+            for p in range(n)
+            for j in range(len(self.vals[p]), len(range(p, count, n)))
+        )
+
+    def value_of(self, index: int) -> float | None:
+        p, j = (index - 1) % self.n, (index - 1) // self.n
+        return self.vals[p][j] if j < len(self.vals[p]) else None
+
+    def store(self, indices: list[int], values: list[float]) -> None:
+        """Messages fetched from another slave (in index order: each sender's next)."""
+        for i, v in sorted(zip(indices, values, strict=True)):
+            p, j = (i - 1) % self.n, (i - 1) // self.n
+            if j == len(self.vals[p]):
+                self.vals[p].append(v)
 
     def total(self, count: int) -> float:
         """``1*m_1 + 2*m_2 + ... + count*m_count``, added left to right (as
@@ -219,8 +230,9 @@ async def _run(setup: Setup) -> None:
                 books.lost_after.clear()
 
             if run.decided is not None:
-                run.finish(books.missing(run.decided), books.total)
-                return
+                run.finish(books.total)
+                if run.ended:
+                    return
 
             books.settle(run.alive, run.senders)
             recv_upto = books.recv_upto()
