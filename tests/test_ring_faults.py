@@ -211,6 +211,31 @@ def test_a_slave_frozen_past_detection_is_replaced_and_its_new_process_rejoins(
     assert len(re.findall(r"<\d+, \S+>", outs[1].text)) == 1, outs[1].text
 
 
+def test_a_slave_frozen_until_after_the_run_wakes_and_finishes_late_with_the_same_result(
+    seeds_way: tuple[list[subprocess.Popen[str]], dict[str, str], str],
+) -> None:
+    slaves, env, discovery = seeds_way
+    outs = [Reader(s.stdout) for s in slaves]
+    master, report_out = start_master(env, discovery, 13, "SEND", "--detect", "2s")
+    frozen = slaves[3]
+    try:
+        frozen.send_signal(signal.SIGSTOP)
+        outs[0].wait_for(PLAIN_RESULT, 30)  # the others agreed: the run is over
+        frozen.send_signal(signal.SIGCONT)
+        late = outs[3].wait_for(RESULT, 10)  # it asks the others' verdict, fetches, sums
+        assert master.wait(timeout=30) == 0
+        report = json.loads(report_out.wait_for(r"^\{.*\}$", 10).group(0))
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+        end([master])
+    assert report["agree"] and len(report["slaves"]) == 3 and len(report["lost"]) == 1
+    assert report["sum"] == expected_result(13, report["count"]).sum
+    assert (int(late.group(2)), float(late.group(3))) == (report["count"], report["sum"])
+    for out in outs[:3]:
+        line = out.wait_for(PLAIN_RESULT, 10)
+        assert (int(line.group(2)), float(line.group(3))) == (report["count"], report["sum"])
+
+
 def node_of(heart: subprocess.Popen[str], timeout: float = 10.0) -> int:
     """The PID of the slave node that *heart* (``cloudy slave --heart``) runs now."""
     deadline = time.monotonic() + timeout
