@@ -11,8 +11,8 @@ One line per run, then the figures; the last line holds them:
 
 - safe: runs in which every printed result agreed and matched the oracle;
 - finished: runs in which every live slave node printed one agreed result (a slave
-  node killed and restarted by its heart is live, but does not rejoin the running ring
-  yet, so it prints nothing: the output names every slave that printed nothing);
+  node killed is restarted by its heart and is live: its new ring process rejoins, or
+  if it came back too late, it is named among those that printed nothing);
 - rate: the median agreed rate (COUNT over the SEND period as the master measured it;
   the nominal period when the master was killed) of the fault runs, over that of the
   fault-free runs.
@@ -205,7 +205,7 @@ def main() -> int:
     )
     print(
         f"finished {finished_restarts_aside}/{n} if slaves killed and restarted by their "
-        f"hearts (which do not rejoin the running ring yet) are not counted as live"
+        f"hearts too late to rejoin are not counted as live"
     )
     ratio = fault_rate / free_rate if free_rate else 0.0
     print(f"safe {safe}/{n}  finished {finished}/{n}  rate {ratio:.2f} of fault-free")

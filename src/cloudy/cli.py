@@ -286,8 +286,9 @@ def _starting_faults(progress: Progress, start: Callable[[], None]) -> Progress:
 
 
 def _child_master(params: Params, slaves: LocalSlaves, injector: FaultInjector) -> Report | None:
-    """Run the master as a child process; its report, or None if it was killed (then
-    once every slave has printed its result or that it has none, or time ran out)."""
+    """Run the master as a child process; its report, or None if it was killed or
+    failed during the run (then once every slave has printed its result or that it
+    has none, or time ran out)."""
 
     def watch(line: str) -> None:
         if line.startswith("cloudy: SEND"):
@@ -302,10 +303,12 @@ def _child_master(params: Params, slaves: LocalSlaves, injector: FaultInjector) 
     report = slaves.master_report()
     if report is not None:
         return report
-    if master.returncode != -signal.SIGKILL:
+    if master.returncode != -signal.SIGKILL and not injector.started:
         raise ExperimentError(
             f"the master exited with {describe_status(master.returncode)}; see above"
         )
+    # killed, or failed after SEND began (frozen past detection, say): the slaves
+    # finish the run without it
     slaves.wait_for_outcomes(params.send_for + params.wait_for + 30.0)
     return None
 
