@@ -15,7 +15,6 @@ Bad arguments give one line on stderr and exit status 2; a failed run exits 1.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import errno
 import json
@@ -44,9 +43,6 @@ __all__ = ["main", "parse_duration"]
 
 # How long `--slaves N` waits for N slaves to answer discovery before giving up.
 FIND_SLAVES_TIMEOUT = 30.0
-# How long the master leaves the slaves running after a run in which one was left out:
-# a slave that was frozen past detection and wakes may still finish (`SlaveRun`).
-LATE_WAIT = 5.0
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -104,8 +100,6 @@ async def _master(
     async def experiment(slaves: list[NodeId]) -> None:
         try:
             report.append(await run_experiment(slaves, params, progress))
-            if report[-1].lost:  # one left out may wake, and finish from the others' verdict
-                await asyncio.sleep(LATE_WAIT)
         finally:
             await sl.terminate_slaves(slaves)
 

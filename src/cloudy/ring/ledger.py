@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Collection, Iterator
 
 from .protocol import CatchUp, CaughtUp, Msg, Msgs, Relay
+from .values import Values
 
 __all__ = ["CATCH_UP_CHUNK", "Ledger"]
 
@@ -52,7 +53,7 @@ class Ledger:
         self.n = n
         self.me = me
         self.tokens = tokens
-        self.values: dict[int, float] = {}
+        self.values = Values()
         self.recv_upto = [0] * n
         self.gap = [False] * n
         self.confirmed_by = [0] * n
@@ -234,7 +235,7 @@ class Ledger:
 
     def catch_up(self) -> Iterator[CatchUp | CaughtUp]:
         """Everything we know, for a member that rejoins."""
-        items = sorted(self.values.items())
+        items = list(self.values.items())
         for start in range(0, len(items), CATCH_UP_CHUNK):
             chunk = items[start : start + CATCH_UP_CHUNK]
             yield CatchUp([i for i, _ in chunk], [v for _, v in chunk])

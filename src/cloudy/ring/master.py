@@ -59,6 +59,9 @@ __all__ = ["ExperimentError", "Params", "Progress", "Report", "SlaveReport", "ru
 STEP_TIMEOUT = 30.0
 # How often the master asks for progress while it waits out a phase.
 POLL_INTERVAL = 0.1
+# How long the master stays after a run in which a slave was left out: one that wakes
+# or whose node comes back may still finish, from the others' kept verdict.
+LATE_WAIT = 5.0
 # The ring's supervisor gives up after this many restarts per slave within a minute.
 RESTARTS_PER_SLAVE = 5
 
@@ -168,6 +171,8 @@ async def _run(
         send(ring[pos], Agree(agreed))
     # a slave ends (normally) right after it reports: that is no failure
     outcomes = await _collect(Outcome, n, monitors, finished=True)
+    if monitors.lost:  # one left out may come back (woken, restarted) and finish late
+        await _wait_for_late(monitors, LATE_WAIT)
     outcomes.sort(key=lambda o: o.position)
     results = [SlaveReport(str(o.node), o.count, o.sum, o.cpu_s, o.ahead) for o in outcomes]
     first = results[0]
@@ -293,6 +298,15 @@ async def _wait_out(
                 continue
             if isinstance(msg, PollReply):
                 seen = max(seen, msg.seen)
+
+
+async def _wait_for_late(members: Membership, seconds: float) -> None:
+    """Give a new ring process of a lost slave a (late) `Setup` for *seconds*."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        msg = await receive_timeout(left, match(Hello, _same), match_any(_none))
+        if isinstance(msg, Hello):
+            members.hello(msg)
 
 
 def _same(x: object) -> object:

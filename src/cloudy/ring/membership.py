@@ -14,6 +14,8 @@ import msgspec
 from .. import CloudyError, ProcessId, ProcessMonitorNotification, monitor, say, send
 from .protocol import Hello, Members, Phase, PhaseName, Ready, Setup
 
+STOP = PhaseName.STOP
+
 __all__ = ["ExperimentError", "Membership"]
 
 
@@ -57,8 +59,19 @@ class Membership:
     def hello(self, msg: Hello) -> None:
         """A ring process started: a new one for a lost position is given a `Setup`."""
         pos = msg.position
-        if not (self.rejoins and self.rejoining) or pos in self.alive or pos >= len(self.ring):
-            return  # the first start (or too late: the run is settling)
+        if pos in self.alive or pos >= len(self.ring):
+            return  # the first start
+        if self.phase is PhaseName.STOP:  # too late to rejoin: it may still finish late
+            ring = list(self.ring)
+            ring[pos] = msg.pid
+            late = [*sorted(self.alive), pos]
+            setup = msgspec.structs.replace(
+                self.setup, peers=ring, position=pos, alive=late, passive=[pos], phase=STOP
+            )
+            send(msg.pid, setup)
+            return
+        if not (self.rejoins and self.rejoining):
+            return  # this model does not rejoin, or the run is settling
         ring = list(self.ring)
         ring[pos] = msg.pid
         self.joining[pos] = msg.pid

@@ -22,18 +22,14 @@ from .. import (
     ProcessExitException,
     ProcessId,
     ProcessMonitorNotification,
-    expect,
     get_self_node,
     get_self_pid,
     match_any,
-    match_if,
     monitor,
     nsend_remote,
     receive_timeout,
-    receive_wait,
     reconnect,
     register,
-    reregister,
     say,
     send,
     spawn_local,
@@ -41,13 +37,12 @@ from .. import (
     usend,
     whereis,
 )
-from .. import exit as exit_process
 from .cut import Accept, Accepted, Agreement, Decided, Prepare, Promise, Vote
+from .join import REPLACED, RING_NAME, join_run
 from .protocol import (
     Agree,
     Fetch,
     Fetched,
-    Hello,
     Late,
     Members,
     Outcome,
@@ -63,7 +58,7 @@ from .protocol import (
 )
 from .result import RingResult
 
-__all__ = ["RING_NAME", "Books", "SlaveRun", "join_run"]
+__all__ = ["Books", "SlaveRun", "join_run"]
 
 START = PhaseName.START
 SEND = PhaseName.SEND
@@ -77,9 +72,6 @@ STAGGER = 0.2
 RETRY = 1.0
 # A slave that cannot decide (no majority answers) within this says so, and ends.
 DECIDE_TIMEOUT = 10.0
-# The name a slave's run process has on its node, and the reason it gives a former self.
-RING_NAME = "cloudy.ring"
-REPLACED = "replaced"
 # After printing its result a slave keeps the verdict (the cut, the values) this long
 # for a slave that was left out and woke late, under this name (and the master's pid).
 LINGER = 8.0
@@ -117,7 +109,7 @@ async def _keep_verdict(name: str, count: int, books: Books) -> None:
     register(name, get_self_pid())
     deadline = time.monotonic() + LINGER
     while (left := deadline - time.monotonic()) > 0:
-        msg = await receive_timeout(left, match_any(_same))
+        msg = await receive_timeout(left, match_any(lambda m: m))
         if isinstance(msg, Late):
             send(msg.pid, Verdict(count))
         elif isinstance(msg, Fetch):
@@ -125,50 +117,6 @@ async def _keep_verdict(name: str, count: int, books: Books) -> None:
             for start in range(0, len(held), FETCH_CHUNK):
                 part = held[start : start + FETCH_CHUNK]
                 send(msg.pid, Fetched([i for i, _ in part], [v for _, v in part]))
-
-
-def _name(name: str, pid: ProcessId) -> None:
-    if whereis(name) is None:
-        register(name, pid)
-    else:
-        reregister(name, pid)
-
-
-def _same(x: object) -> object:
-    return x
-
-
-async def join_run(master: ProcessId, position: int) -> Setup | None:
-    """Make this the run process of this node for *master*'s run, say `Hello`, and
-    wait for the `Setup` (None: replaced before it came).
-
-    A former run process of the same run (frozen, declared lost, then woken) is
-    ended once the master gives this one a `Setup` (it rejoins): it learns it was
-    replaced. If none comes (the run is past rejoining), the former self may still
-    finish late (`SlaveRun`). One of another run — its master died and it
-    is finishing that run alone — is waited for: a new master finds the slave busy
-    and waits until it has printed its result.
-    """
-    me = get_self_pid()
-    run = f"{RING_NAME}@{master}"
-    former = whereis(run)
-    _name(run, me)
-    other = whereis(RING_NAME)
-    if other is not None and other != former:
-        say(f"this slave is still finishing another run ({other}): waiting for it")
-        ref = monitor(other)
-        await receive_wait(match_if(ProcessMonitorNotification, lambda n: n.ref == ref, _same))
-    _name(RING_NAME, me)
-    send(master, Hello(position, me))
-    try:
-        setup = await expect(Setup)
-    except ProcessExitException as e:
-        if e.reason != REPLACED:
-            raise
-        return None
-    if former is not None:  # it rejoins for its former self: that one is over
-        exit_process(former, REPLACED)
-    return setup
 
 
 async def _wake(pid: ProcessId, after: float, phase: int) -> None:
@@ -213,6 +161,12 @@ class SlaveRun:
 
     def ready(self, model: str) -> None:
         monitor(self.master)
+        if self.phase is STOP:  # came back too late to rejoin: finish late
+            say(f"{model} position {self.me} of {self.n} is late: asking for the verdict")
+            self.proposal, self.stop_at = 0, time.monotonic()
+            self._ask(Late(self.pid))
+            self.wake(RETRY)
+            return
         how = "rejoined" if self.rejoined else "ready"
         say(f"{model} position {self.me} of {self.n} {how}")
         send(self.master, Ready(self.me, get_self_node()))
@@ -258,6 +212,9 @@ class SlaveRun:
             assert isinstance(msg, Wake)
             self._wake(msg.phase)
         elif t is ProcessMonitorNotification:
+            assert isinstance(msg, ProcessMonitorNotification)
+            if msg.pid != self.master:
+                return  # a former self's end, say
             self._master_gone()
         elif t is Verdict:
             assert isinstance(msg, Verdict)

@@ -1,0 +1,79 @@
+"""A slave's run process taking over its node for a run (a part of `run.py`)."""
+
+from __future__ import annotations
+
+from .. import (
+    ProcessExitException,
+    ProcessId,
+    ProcessMonitorNotification,
+    expect,
+    get_self_pid,
+    match_if,
+    monitor,
+    receive_timeout,
+    receive_wait,
+    register,
+    reregister,
+    say,
+    send,
+    whereis,
+)
+from .. import exit as exit_process
+from .protocol import Hello, PhaseName, Setup
+
+__all__ = ["REPLACED", "RING_NAME", "join_run"]
+
+# The name a slave's run process has on its node, and the reason it gives a former self.
+RING_NAME = "cloudy.ring"
+REPLACED = "replaced"
+
+
+def _name(name: str, pid: ProcessId) -> None:
+    if whereis(name) is None:
+        register(name, pid)
+    else:
+        reregister(name, pid)
+
+
+def _same(x: object) -> object:
+    return x
+
+
+async def join_run(master: ProcessId, position: int) -> Setup | None:
+    """Make this the run process of this node for *master*'s run, say `Hello`, and
+    wait for the `Setup` (None: replaced before it came).
+
+    A former run process of the same run (frozen, declared lost, then woken) is
+    ended once the master gives this one a `Setup` to rejoin: it learns it was
+    replaced. If the run is past rejoining and the former self is alive, it finishes
+    late by itself (`SlaveRun`) and this one ends; otherwise this one finishes late.
+    One of another run — its master died and it is finishing that run alone — is
+    waited for: a new master finds the slave busy and waits until it has printed its
+    result.
+    """
+    me = get_self_pid()
+    run = f"{RING_NAME}@{master}"
+    former = whereis(run)
+    watch = None if former is None else monitor(former)
+    _name(run, me)
+    other = whereis(RING_NAME)
+    if other is not None and other != former:
+        say(f"this slave is still finishing another run ({other}): waiting for it")
+        ref = monitor(other)
+        await receive_wait(match_if(ProcessMonitorNotification, lambda n: n.ref == ref, _same))
+    _name(RING_NAME, me)
+    send(master, Hello(position, me))
+    try:
+        setup = await expect(Setup)
+    except ProcessExitException as e:
+        if e.reason != REPLACED:
+            raise
+        return None
+    if former is not None and watch is not None:
+        gone = await receive_timeout(
+            0, match_if(ProcessMonitorNotification, lambda n: n.ref == watch, _same)
+        )
+        if gone is None and setup.phase == PhaseName.STOP:
+            return None  # too late to rejoin: the former self, alive, finishes late itself
+        exit_process(former, REPLACED)  # it rejoins for its former self: that one is over
+    return setup
