@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Iterator
 
+from .approvals import Approvals
 from .protocol import CatchUp, CaughtUp, Msg, Msgs, Relay
 from .values import Values
 
@@ -44,21 +45,17 @@ CATCH_UP_CHUNK = 100_000
 NEVER = -(1 << 62)  # below every index
 
 
-class Ledger:
+class Ledger(Approvals):
     """One slave's books over a ring of *n* positions; *me* is its own; *tokens*
     tokens travel the ring (token c hands out the indices i with (i - 1) % tokens
     == c, each answered by adding *tokens*)."""
 
     def __init__(self, n: int, me: int, tokens: int = 1) -> None:
-        self.n = n
-        self.me = me
+        super().__init__(n, me)
         self.tokens = tokens
         self.values = Values()
         self.recv_upto = [0] * n
         self.gap = [False] * n
-        self.confirmed_by = [0] * n
-        self.approved_from = [0] * n
-        self.confirms_of: list[list[int]] = [[0] * n for _ in range(n)]  # p's latest
         # p's broadcasts not yet in our result, by index, in p's order: numbers
         # popped[p] + 1, popped[p] + 2, …
         self.unapproved: list[deque[int]] = [deque() for _ in range(n)]
@@ -71,11 +68,9 @@ class Ledger:
         self.top = [c + 1 - tokens for c in range(tokens)]
         self.top_from = [n - 1] * tokens
         self.mine = [NEVER] * tokens
-        self.my_approved = 0
         self.sent = 0  # how many broadcasts we made
         self.generated = 0  # the highest index we broadcast
         self.ahead = 0  # not kept: a ring slave sends only when a token reaches it
-        self.changed = False  # approvals changed since the last `settle`
         self.lost_after: list[int] = []  # senders whose messages went missing (to say)
 
     # --- the hot path --------------------------------------------------------------
@@ -108,39 +103,12 @@ class Ledger:
             self.lost_after.append(frm)
         # (a number we hold already came in a catch-up as well: nothing new)
 
-    def take_confirms(self, frm: int, confirms: list[int], approved: int) -> None:
-        """*frm*'s confirmations (of every position's messages) and its own approval."""
-        self.confirms_of[frm] = confirms
-        c = confirms[self.me]
-        if c > self.confirmed_by[frm]:
-            self.confirmed_by[frm] = c
-        if approved > self.approved_from[frm]:
-            self.approved_from[frm] = approved
-            self.changed = True
-
     def settle(self, recipients: Collection[int], senders: Collection[int]) -> None:
         """After a batch: approve what every one of *recipients* confirmed, approve for
         the positions that no longer send (up to what all *senders* confirmed), and
         advance the prefix."""
-        n, me = self.n, self.me
-        confirmed_by = self.confirmed_by
-        confirmed_by[me] = self.recv_upto[me]
-        self.confirms_of[me] = self.recv_upto  # ours as they are now
-        if len(recipients) == n:
-            low = min(confirmed_by)
-        else:
-            low = min(confirmed_by[p] for p in recipients)
-        if low > self.my_approved:
-            self.my_approved = low
-            self.approved_from[me] = low
-            self.changed = True
-        if len(senders) < n and senders:
-            for d in range(n):
-                if d not in senders:
-                    proxy = min(self.confirms_of[p][d] for p in senders)
-                    if proxy > self.approved_from[d]:
-                        self.approved_from[d] = proxy
-                        self.changed = True
+        n = self.n
+        self.approve(self.recv_upto, recipients, senders)
         if self.changed:
             self.changed = False
             done, popped = self.done, self.popped

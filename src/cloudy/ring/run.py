@@ -89,6 +89,7 @@ class Books(Protocol):
     generated: int
     seen: int
     ahead: int  # the most messages it ran ahead of its own approvals
+    lost_after: list[int]  # senders with a gap in their numbers, not said yet
 
     def missing(self, count: int) -> list[int]:
         """The indices of 1..*count* that never reached this slave."""
@@ -302,6 +303,17 @@ class SlaveRun:
     def no_result(self, why: str) -> None:
         say_no_result(why)
         self.said = self.ended = True
+
+    def end_of_batch(self, total: Callable[[int], float]) -> bool:
+        """After a batch: say what went missing; once the cut is decided, `finish`.
+        True when the run is over for this slave."""
+        if self.books.lost_after:
+            for frm in self.books.lost_after:
+                say(f"lost messages from position {frm} (a gap in its numbers)")
+            self.books.lost_after.clear()
+        if self.agreement.decided is not None:
+            self.finish(total)
+        return self.ended
 
     def finish(self, total: Callable[[int], float]) -> None:
         """The cut is decided: print our result over 1..cut — *total(cut)* is the sum

@@ -68,6 +68,7 @@ async def _run(setup: Setup) -> None:
     books = Ledger(len(setup.peers), me, tokens)
     run = SlaveRun(setup, books)
     left, broadcast_order, others = _ring_over(run.peers, me, run.alive, run.senders)
+    total = partial(sum_in_order, value=books.values.__getitem__)
     run.ready("ring")
     sent_state: tuple[tuple[int, ...], int] = ((), 0)
     try:
@@ -125,15 +126,8 @@ async def _run(setup: Setup) -> None:
                     if run.ended:
                         return
 
-            if books.lost_after:
-                for frm in books.lost_after:
-                    say(f"lost messages from position {frm} after #{books.recv_upto[frm]}")
-                books.lost_after.clear()
-
-            if run.decided is not None:
-                run.finish(partial(sum_in_order, value=books.values.__getitem__))
-                if run.ended:
-                    return
+            if run.end_of_batch(total):
+                return
 
             books.settle(run.alive, run.senders)
             if changed:

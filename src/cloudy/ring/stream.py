@@ -33,10 +33,10 @@ from .. import (
     get_self_pid,
     receive_all,
     remotable,
-    say,
     send,
     send_many,
 )
+from .approvals import Approvals
 from .protocol import Ack, Members, PhaseName, Setup
 from .random import m
 from .run import SlaveRun, join_run
@@ -64,23 +64,17 @@ class _Go(Message):
     """To itself: the window has room, go on generating."""
 
 
-class StreamBooks:
+class StreamBooks(Approvals):
     """One slave's books in the stream model (sans-IO)."""
 
     def __init__(self, n: int, me: int, window: int) -> None:
-        self.n = n
-        self.me = me
+        super().__init__(n, me)
         self.window = window
         self.vals = [array("d") for _ in range(n)]  # by sender, in its order
         self.gap = [False] * n
-        self.confirmed_by = [0] * n
-        self.approved_from = [0] * n
-        self.confirms_of: list[list[int]] = [[0] * n for _ in range(n)]
-        self.my_approved = 0
         self.prefix = 0
         self.generated = 0  # the highest index we sent
         self.seen = 0  # the highest index we hold
-        self.changed = False
         self.lost_after: list[int] = []
         self.ahead = 0  # the most we ran ahead of our approvals (the window held?)
 
@@ -102,30 +96,9 @@ class StreamBooks:
             self.seen = last
         self.take_confirms(frm, b.confirms, b.approved)
 
-    def take_confirms(self, frm: int, confirms: list[int], approved: int) -> None:
-        self.confirms_of[frm] = confirms
-        c = confirms[self.me]
-        if c > self.confirmed_by[frm]:
-            self.confirmed_by[frm] = c
-        if approved > self.approved_from[frm]:
-            self.approved_from[frm] = approved
-            self.changed = True
-
     def settle(self, recipients: set[int], senders: set[int]) -> None:
-        n, me = self.n, self.me
-        self.confirmed_by[me] = len(self.vals[me])
-        self.confirms_of[me] = self.recv_upto()
-        low = min(self.confirmed_by[p] for p in recipients)
-        if low > self.my_approved:
-            self.my_approved = self.approved_from[me] = low
-            self.changed = True
-        if len(senders) < n and senders:
-            for d in range(n):
-                if d not in senders:
-                    proxy = min(self.confirms_of[p][d] for p in senders)
-                    if proxy > self.approved_from[d]:
-                        self.approved_from[d] = proxy
-                        self.changed = True
+        n = self.n
+        self.approve(self.recv_upto(), recipients, senders)
         if self.changed:
             self.changed = False
             vals, approved = self.vals, self.approved_from
@@ -224,15 +197,8 @@ async def _run(setup: Setup) -> None:
                     if run.ended:
                         return
 
-            if books.lost_after:
-                for frm in books.lost_after:
-                    say(f"lost messages from position {frm} after #{len(books.vals[frm])}")
-                books.lost_after.clear()
-
-            if run.decided is not None:
-                run.finish(books.total)
-                if run.ended:
-                    return
+            if run.end_of_batch(books.total):
+                return
 
             books.settle(run.alive, run.senders)
             recv_upto = books.recv_upto()
