@@ -76,9 +76,39 @@ class Ledger(Approvals):
     # --- the hot path --------------------------------------------------------------
 
     def take_msg(self, msg: Msg) -> None:
-        """A broadcast message arrived (from a live member)."""
-        self._take(msg.frm, msg.index, msg.value, msg.seq)
-        self.take_confirms(msg.frm, msg.confirms, msg.approved)
+        """A broadcast message arrived (from a live member). The hot path: `_take` and
+        `take_confirms` written out, and the value stored straight into `values`."""
+        frm = msg.frm
+        index = msg.index
+        j = index - 1
+        values = self.values
+        if j < len(values.held):
+            values.vals[j] = msg.value
+            values.held[j] = 1
+        else:
+            values[index] = msg.value
+        if index > self.seen:
+            self.seen = index
+        c = j % self.tokens
+        if index > self.top[c]:
+            self.top[c], self.top_from[c] = index, frm
+        seq = msg.seq
+        recv_upto = self.recv_upto
+        if seq == recv_upto[frm] + 1 and not self.gap[frm]:
+            recv_upto[frm] = seq
+            if frm != self.me:  # ours were queued when we sent them
+                self.unapproved[frm].append(index)
+        elif seq > recv_upto[frm] and not self.gap[frm]:
+            self.gap[frm] = True
+            self.lost_after.append(frm)
+        confirms = msg.confirms
+        self.confirms_of[frm] = confirms
+        confirmed = confirms[self.me]
+        if confirmed > self.confirmed_by[frm]:
+            self.confirmed_by[frm] = confirmed
+        if msg.approved > self.approved_from[frm]:
+            self.approved_from[frm] = msg.approved
+            self.changed = True
 
     def take_msgs(self, msgs: Msgs) -> None:
         """Several broadcasts arrived in one `Msgs`."""
@@ -127,7 +157,12 @@ class Ledger(Approvals):
     def generate(self, index: int, value: float) -> int:
         """We broadcast *index*: its number (`Msg.seq`). We hold it from now (it comes
         back to us too, and that is when we confirm it to ourselves)."""
-        self.values[index] = value
+        values, j = self.values, index - 1
+        if j < len(values.held):
+            values.vals[j] = value
+            values.held[j] = 1
+        else:
+            values[index] = value
         self.unapproved[self.me].append(index)
         self.sent += 1
         if index > self.generated:

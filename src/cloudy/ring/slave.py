@@ -70,6 +70,7 @@ async def _run(setup: Setup) -> None:
     left, broadcast_order, others = _ring_over(run.peers, me, run.alive, run.senders)
     total = partial(sum_in_order, value=books.values.__getitem__)
     run.ready("ring")
+    senders = run.senders  # (a local: read for every message)
     sent_state: tuple[tuple[int, ...], int] = ((), 0)
     try:
         while True:
@@ -79,7 +80,7 @@ async def _run(setup: Setup) -> None:
                 t = type(msg)
                 if t is Msg:
                     frm = msg.frm
-                    if frm not in run.senders:
+                    if frm not in senders:
                         continue  # left out of the ring (it froze, say): what it says is void
                     books.take_msg(msg)
                     index = msg.index
@@ -87,7 +88,7 @@ async def _run(setup: Setup) -> None:
                         forward.append(index + tokens)
                 elif t is Msgs:
                     frm = msg.frm
-                    if frm not in run.senders:
+                    if frm not in senders:
                         continue
                     books.take_msgs(msg)
                     top = books.top
@@ -110,6 +111,7 @@ async def _run(setup: Setup) -> None:
                             sent_state = ((), 0)
                 elif t is Members:
                     _, joined, gone = run.members(msg)
+                    senders = run.senders
                     left, broadcast_order, others = _ring_over(
                         run.peers, me, run.alive, run.senders
                     )
@@ -126,7 +128,7 @@ async def _run(setup: Setup) -> None:
                     if run.ended:
                         return
 
-            if run.end_of_batch(total):
+            if (books.lost_after or run.agreement.decided is not None) and run.end_of_batch(total):
                 return
 
             books.settle(run.alive, run.senders)

@@ -16,38 +16,38 @@ __all__ = ["Values"]
 class Values:
     """A mapping index (>= 1) -> value, for the indices held, in two flat arrays."""
 
-    __slots__ = ("_held", "_vals")
+    __slots__ = ("held", "vals")
 
     def __init__(self) -> None:
-        self._vals = array("d")
-        self._held = bytearray()
+        self.vals = array("d")  # by index - 1
+        self.held = bytearray()  # 1 where the index is held
 
     def __setitem__(self, index: int, value: float) -> None:
         j = index - 1
-        size = len(self._held)
+        size = len(self.held)
         if j >= size:
             grow = max(j + 1, 2 * size, 1024) - size
-            self._vals.frombytes(bytes(8 * grow))
-            self._held.extend(bytes(grow))
-        self._vals[j] = value
-        self._held[j] = 1
+            self.vals.frombytes(bytes(8 * grow))
+            self.held.extend(bytes(grow))
+        self.vals[j] = value
+        self.held[j] = 1
 
     def __getitem__(self, index: int) -> float:
         j = index - 1
-        if 0 <= j < len(self._held) and self._held[j]:
-            return self._vals[j]
+        if 0 <= j < len(self.held) and self.held[j]:
+            return self.vals[j]
         raise KeyError(index)
 
     def __contains__(self, index: object) -> bool:
         if not isinstance(index, int):
             return False
         j = index - 1
-        return 0 <= j < len(self._held) and self._held[j] == 1
+        return 0 <= j < len(self.held) and self.held[j] == 1
 
     def get(self, index: int) -> float | None:
         j = index - 1
-        if 0 <= j < len(self._held) and self._held[j]:
-            return self._vals[j]
+        if 0 <= j < len(self.held) and self.held[j]:
+            return self.vals[j]
         return None
 
     def setdefault(self, index: int, value: float) -> float:
@@ -57,12 +57,12 @@ class Values:
 
     def __iter__(self) -> Iterator[int]:
         """The indices held, in order."""
-        held = self._held
+        held = self.held
         return (j + 1 for j in range(len(held)) if held[j])
 
     def items(self) -> Iterator[tuple[int, float]]:
-        vals = self._vals
+        vals = self.vals
         return ((i, vals[i - 1]) for i in self)
 
     def __len__(self) -> int:
-        return self._held.count(1)
+        return self.held.count(1)
