@@ -304,7 +304,7 @@ class SlaveRun:
         say_no_result(why)
         self.said = self.ended = True
 
-    def end_of_batch(self, total: Callable[[int], float]) -> bool:
+    async def end_of_batch(self, total: Callable[[int], float]) -> bool:
         """After a batch: say what went missing; once the cut is decided, `finish`.
         True when the run is over for this slave."""
         if self.books.lost_after:
@@ -312,10 +312,10 @@ class SlaveRun:
                 say(f"lost messages from position {frm} (a gap in its numbers)")
             self.books.lost_after.clear()
         if self.agreement.decided is not None:
-            self.finish(total)
+            await self.finish(total)
         return self.ended
 
-    def finish(self, total: Callable[[int], float]) -> None:
+    async def finish(self, total: Callable[[int], float]) -> None:
         """The cut is decided: print our result over 1..cut — *total(cut)* is the sum
         — and report it to the master. Messages we lack are fetched from the others
         first (for `FETCH_TIMEOUT`), or we say why we have no result."""
@@ -335,7 +335,9 @@ class SlaveRun:
                     "(it was left out of the ring) and no other slave sent it"
                 )
             return
-        result = RingResult(count, total(count))
+        # millions of additions take a while: in a thread, so that this node's loop
+        # goes on (its heartbeat above all: a silent node would be declared lost)
+        result = RingResult(count, await asyncio.to_thread(total, count))
         line = f"{get_self_node()} {result}"
         if self.masterless:
             line += " (finished without a master)"

@@ -128,7 +128,9 @@ async def _run(setup: Setup) -> None:
                     if run.ended:
                         return
 
-            if (books.lost_after or run.agreement.decided is not None) and run.end_of_batch(total):
+            if (books.lost_after or run.agreement.decided is not None) and await run.end_of_batch(
+                total
+            ):
                 return
 
             books.settle(run.alive, run.senders)

@@ -197,7 +197,7 @@ async def _run(setup: Setup) -> None:
                     if run.ended:
                         return
 
-            if run.end_of_batch(books.total):
+            if await run.end_of_batch(books.total):
                 return
 
             books.settle(run.alive, run.senders)
