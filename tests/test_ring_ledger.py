@@ -199,7 +199,8 @@ def run(
     not None, comes back that many deliveries later."""
     pick = random.Random(seed)
     ring = Ring(n, budget, tokens)
-    ring.generate(0, list(range(1, tokens + 1)))  # the master's kicks
+    for p in range(min(n, tokens)):  # the master's kicks: token c starts at slave c % n
+        ring.generate(p, [c + 1 for c in range(p, tokens, n)])
     step = 0
     crashed = rejoined = False
     while busy := ring.busy():

@@ -63,10 +63,11 @@ class Ledger(Approvals):
         self.done: set[int] = set()  # approved here, beyond the prefix
         self.prefix = 0
         self.seen = 0  # the highest index received
-        # per token: the highest index seen and who sent it (the master's `Kick`s count
-        # as the indices before the first, from position 0's left), and our last
+        # per token: the highest index seen and who sent it (the master's `Kick` that
+        # starts token c at position c % n counts as the index before its first, from
+        # that position's left neighbour), and our last
         self.top = [c + 1 - tokens for c in range(tokens)]
-        self.top_from = [n - 1] * tokens
+        self.top_from = [(c % n - 1) % n for c in range(tokens)]
         self.mine = [NEVER] * tokens
         self.sent = 0  # how many broadcasts we made
         self.generated = 0  # the highest index we broadcast

@@ -51,8 +51,10 @@ class RingModel:
         return 1
 
     def kickstart(self, ring: list[ProcessId], setup: Setup) -> None:
-        for index in range(setup.tokens):  # slave 0 sends 1..tokens
-            send(ring[0], Kick(index))
+        # token c starts at slave c % n with index c + 1: spread around the ring, the
+        # tokens keep every slave busy instead of travelling as one convoy
+        for c in range(setup.tokens):
+            send(ring[c % len(ring)], Kick(c))
 
 
 class PipelinedModel(RingModel):
