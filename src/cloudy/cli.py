@@ -162,7 +162,9 @@ def _print_report(report: Report, json_output: bool, out: TextIO) -> None:
     width = max(len(s.node) for s in report.slaves)
     print(f"{'slave':{width}}  {'count':>8}  sum", file=out)
     for s in report.slaves:
-        print(f"{s.node:{width}}  {s.count:>8}  {s.sum!r}", file=out)
+        rejoined = s.node in report.rejoined
+        note = "  (lost during the run; came back and rejoined)" if rejoined else ""
+        print(f"{s.node:{width}}  {s.count:>8}  {s.sum!r}{note}", file=out)
     for node in report.lost:
         print(
             f"{node:{width}}  {'lost':>8}  (died during the run; the ring closed around it)",
