@@ -1,6 +1,6 @@
 """cloudy: Erlang-style distributed processes for Python, in the image of Cloud Haskell."""
 
-from .channels import ReceivePort, new_chan, receive_chan, send_chan
+from .channels import ReceivePort, new_chan, receive_chan, receive_chan_timeout, send_chan
 from .closure import Closure, RemoteTable, closure, default_remote_table, remotable
 from .errors import (
     CloudyError,
@@ -15,6 +15,7 @@ from .errors import (
     ProcessExitException,
     ProcessLinkException,
     ProcessRegistrationException,
+    ProcessTerminationException,
     ProtocolError,
     RemoteCallError,
     RemoteError,
@@ -23,11 +24,13 @@ from .errors import (
 from .identity import MonitorRef, NodeId, ProcessId, SendPort
 from .links import (
     catch_exit,
+    die,
     exit,
     kill,
     link,
     monitor,
     monitor_node,
+    terminate,
     unlink,
     unmonitor,
     unmonitor_node,
@@ -77,6 +80,7 @@ from .process import (
     unregister,
     usend,
     whereis,
+    whereis_remote,
     whereis_remote_async,
 )
 
@@ -111,6 +115,7 @@ __all__ = [
     "ProcessLinkException",
     "ProcessMonitorNotification",
     "ProcessRegistrationException",
+    "ProcessTerminationException",
     "ProtocolError",
     "ReceivePort",
     "RemoteCallError",
@@ -123,6 +128,7 @@ __all__ = [
     "catch_exit",
     "closure",
     "default_remote_table",
+    "die",
     "drain",
     "exit",
     "expect",
@@ -142,6 +148,7 @@ __all__ = [
     "nsend_remote",
     "receive_all",
     "receive_chan",
+    "receive_chan_timeout",
     "receive_timeout",
     "receive_wait",
     "reconnect",
@@ -157,11 +164,13 @@ __all__ = [
     "spawn_link",
     "spawn_local",
     "spawn_monitor",
+    "terminate",
     "unlink",
     "unmonitor",
     "unmonitor_node",
     "unregister",
     "usend",
     "whereis",
+    "whereis_remote",
     "whereis_remote_async",
 ]

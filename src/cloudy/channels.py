@@ -8,13 +8,14 @@ process can wait on a channel without a selective receive over everything else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, Generic, TypeVar, cast
 
 from .errors import NotChannelOwnerError
 from .identity import SendPort
 from .node import ReceivePortState, current_node, current_process
 
-__all__ = ["ReceivePort", "new_chan", "receive_chan", "send_chan"]
+__all__ = ["ReceivePort", "new_chan", "receive_chan", "receive_chan_timeout", "send_chan"]
 
 T = TypeVar("T")
 
@@ -51,17 +52,40 @@ def send_chan(port: SendPort, msg: Any) -> None:
 
 async def receive_chan(port: ReceivePort[T]) -> T:
     """Wait for and return the next message on *port*, in the order sent."""
+    msg = await _receive_chan(port, None)
+    return cast(T, msg)
+
+
+async def receive_chan_timeout(port: ReceivePort[T], seconds: float) -> T | None:
+    """The next message on *port*, or None if none arrives within *seconds* (0: only
+    one already there). Cloud Haskell's ``receiveChanTimeout``."""
+    return await _receive_chan(port, seconds)
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def _receive_chan(port: ReceivePort[T], seconds: float | None) -> T | None:
     proc = current_process()
     if port._node is not current_node():
         raise NotChannelOwnerError("a ReceivePort is received on by processes of its own node")
     state = port._state
+    loop = asyncio.get_running_loop()
+    deadline = None if seconds is None else loop.time() + seconds
     while not state.queue:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if deadline is not None and deadline <= loop.time():
+            return None
+        fut: asyncio.Future[None] = loop.create_future()
         state.waiters.append(fut)
+        timer = None if deadline is None else loop.call_at(deadline, _wake, fut)
         try:
             await proc.guard(fut)
         finally:
-            if not fut.done():
+            if timer is not None:
+                timer.cancel()
+            with contextlib.suppress(ValueError):  # still waiting: no longer
                 state.waiters.remove(fut)
     msg = state.queue.popleft()
     if state.queue:  # more: the next one waiting need not wait

@@ -26,6 +26,7 @@ __all__ = [
     "ProcessExitException",
     "ProcessLinkException",
     "ProcessRegistrationException",
+    "ProcessTerminationException",
     "ProtocolError",
     "RemoteCallError",
     "RemoteError",
@@ -82,6 +83,14 @@ class ProcessExitException(CloudyError):
         super().__init__(f"exit from {sender}: {reason!r}")
         self.sender = sender
         self.reason = reason
+
+
+class ProcessTerminationException(CloudyError):
+    """Raised by `terminate` in the calling process: it ends, abnormally, unless it
+    catches this (Cloud Haskell's ``ProcessTerminationException``)."""
+
+    def __init__(self) -> None:
+        super().__init__("terminated")
 
 
 class ProcessLinkException(CloudyError):

@@ -4,26 +4,29 @@ Cloud Haskell's (and Erlang's) rules: a monitor delivers a
 `ProcessMonitorNotification` (or, for a node, a `NodeMonitorNotification`); a link
 — one-way, as in Cloud Haskell — raises `ProcessLinkException` in the linker when
 the linked process ends abnormally; `exit` raises `ProcessExitException` in its
-target, which may catch it; `kill` ends its target unconditionally.
+target, which may catch it; `kill` ends its target unconditionally; `die` and
+`terminate` end the caller.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast, overload
+from typing import Any, NoReturn, TypeVar, cast, overload
 
-from .errors import ProcessExitException
+from .errors import ProcessExitException, ProcessTerminationException
 from .identity import MonitorRef, NodeId, ProcessId
 from .node import current_node, current_process
 
 __all__ = [
     "catch_exit",
+    "die",
     "exit",
     "kill",
     "link",
     "monitor",
     "monitor_node",
+    "terminate",
     "unlink",
     "unmonitor",
     "unmonitor_node",
@@ -75,6 +78,18 @@ def unmonitor_node(ref: MonitorRef) -> None:
 def exit(pid: ProcessId, reason: Any) -> None:
     """Raise `ProcessExitException(sender, reason)` in *pid*, which may catch it."""
     current_node().exit(current_process().pid, pid, reason, kill=False)
+
+
+def die(reason: Any) -> NoReturn:
+    """End the calling process with *reason*: raises `ProcessExitException` from itself,
+    which its monitors and links see as the reason (Cloud Haskell's ``die``)."""
+    raise ProcessExitException(current_process().pid, reason)
+
+
+def terminate() -> NoReturn:
+    """End the calling process: raises `ProcessTerminationException` (Cloud Haskell's
+    ``terminate``); it ends abnormally unless it catches that."""
+    raise ProcessTerminationException()
 
 
 def kill(pid: ProcessId, reason: str) -> None:

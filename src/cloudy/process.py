@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast, overload
 from .closure import Closure
 from .identity import MonitorRef, NodeId, ProcessId
 from .links import link, monitor
-from .messages import LogMessage, ProcessInfo
+from .messages import LogMessage, ProcessInfo, WhereIsReply
 from .node import (
     CURRENT_NODE,
     CURRENT_PROCESS,
@@ -60,6 +60,7 @@ __all__ = [
     "unregister",
     "usend",
     "whereis",
+    "whereis_remote",
     "whereis_remote_async",
 ]
 
@@ -336,6 +337,18 @@ def whereis(name: str) -> ProcessId | None:
 def whereis_remote_async(node: NodeId, name: str) -> None:
     """Ask *node* who is registered as *name*; a `WhereIsReply` arrives later."""
     current_node().whereis_remote_async(current_process().pid, node, name)
+
+
+async def whereis_remote(node: NodeId, name: str, seconds: float = 5.0) -> ProcessId | None:
+    """Who is registered as *name* on *node* (None: nobody), awaited. Raises
+    `TimeoutError` if *node* does not answer within *seconds* (unreachable, say)."""
+    whereis_remote_async(node, name)
+    reply = await receive_timeout(
+        seconds, match_if(WhereIsReply, lambda r: r.name == name, lambda r: r)
+    )
+    if reply is None:
+        raise TimeoutError(f"{node} did not say who {name!r} is within {seconds:g} s")
+    return reply.pid
 
 
 # ==================================================================================
