@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cloudy.wire.*",),
     ("cloudy.transport.*",),
     ("cloudy.node.*",),
-    ("cloudy.process", "cloudy.channels", "cloudy.links", "cloudy"),
+    ("cloudy.process", "cloudy.channels", "cloudy.links", "cloudy.combinators", "cloudy"),
     (
         "cloudy.backend.*",
         "cloudy.ring.*",

@@ -1,6 +1,7 @@
 """Cloud Haskell's primitives that end the caller (`die`, `terminate`), wait on a
-channel with a timeout (`receive_chan_timeout`), and ask another node for a name and
-await the answer (`whereis_remote`, the peer in its own OS process)."""
+channel with a timeout (`receive_chan_timeout`), ask another node for a name and
+await the answer (`whereis_remote`), and the combinators `call_local`, `spawn_async`
+and `catches_exit` (the peer node in its own OS process)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,29 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import remote_funcs as rf
 
 from cloudy import (
+    DidSpawn,
     DiedException,
     LocalNode,
     NodeId,
+    ProcessExitException,
     ProcessMonitorNotification,
     ProcessTerminationException,
+    SpawnError,
+    call_local,
+    catches_exit,
+    closure,
+    exit,
     expect,
+    get_self_pid,
     monitor,
     new_chan,
     receive_chan_timeout,
     send_chan,
+    spawn,
+    spawn_async,
     spawn_local,
     terminate,
     whereis_remote,
@@ -123,3 +135,108 @@ async def test_whereis_remote_of_a_node_that_is_not_there_raises_in_time() -> No
 
     with pytest.raises(TimeoutError, match="did not say who 'echo' is"):
         await run(main)
+
+
+async def test_call_local_returns_the_result_or_raises_the_error_of_its_process() -> None:
+    async def double(x: int) -> int:
+        return 2 * x
+
+    async def broken() -> None:
+        raise ValueError("no")
+
+    async def main() -> tuple[int, str]:
+        value = await call_local(double, 21)
+        try:
+            await call_local(broken)
+        except ValueError as e:
+            return value, str(e)
+        return value, "not raised"
+
+    assert await run(main) == (42, "no")
+
+
+async def test_call_local_ends_its_process_when_an_exit_signal_reaches_the_caller() -> None:
+    async def forever(reply_to: Any) -> None:
+        send_chan(reply_to, get_self_pid())
+        await asyncio.sleep(3600)
+
+    async def caller(reply_to: Any) -> None:
+        await call_local(forever, reply_to)
+
+    async def main() -> tuple[Any, Any]:
+        sp, rp = new_chan()
+        pid = spawn_local(caller, sp)
+        worker = await receive_chan_timeout(rp, 5)
+        assert worker is not None
+        ref = monitor(worker)
+        exit(pid, "stop")
+        note = await expect(ProcessMonitorNotification)
+        return note.ref == ref, note.reason
+
+    same, reason = await run(main)
+    assert same and isinstance(reason, DiedException) and "call_local" in reason.message
+
+
+async def test_spawn_async_reports_did_spawn_with_the_pid_or_why_not(peer: NodeProcess) -> None:
+    async def main() -> tuple[Any, ...]:
+        good = spawn_async(peer.node_id, closure(rf.echo_server))
+        bad = spawn_async(peer.node_id, closure("no_such_function"))
+        first = await expect(DidSpawn)
+        second = await expect(DidSpawn)
+        by_ref = {d.ref: d for d in (first, second)}
+        return good != bad, by_ref[good], by_ref[bad]
+
+    distinct, good, bad = await run(main)
+    assert distinct
+    assert good.pid is not None and good.pid.node == peer.node_id and good.error is None
+    assert bad.pid is None and "no_such_function" in bad.error
+
+
+async def test_catches_exit_runs_the_first_handler_whose_type_matches() -> None:
+    async def waits() -> str:
+        await expect(str)
+        return "no signal"
+
+    async def guarded() -> str:
+        return await catches_exit(
+            waits,
+            (int, lambda sender, reason: f"int {reason}"),
+            (str, lambda sender, reason: f"str {reason}"),
+        )
+
+    async def main() -> list[Any]:
+        results: list[Any] = []
+        for reason in ("stop", 7, 2.5):
+
+            async def body(reason: Any = reason) -> None:
+                try:
+                    results.append(await guarded())
+                except ProcessExitException as e:  # no handler for a float: it goes on
+                    results.append(("uncaught", e.reason))
+
+            pid = spawn_local(body)
+            ref = monitor(pid)
+            await asyncio.sleep(0.01)
+            exit(pid, reason)
+            note = await expect(ProcessMonitorNotification)
+            assert note.ref == ref
+        return results
+
+    assert await run(main) == ["str stop", "int 7", ("uncaught", 2.5)]
+
+
+async def test_spawning_an_unknown_closure_raises_spawn_error_on_any_node(
+    peer: NodeProcess,
+) -> None:
+    async def main(node: NodeId) -> str:
+        try:
+            await spawn(node, closure("no_such_function"))
+        except SpawnError as e:
+            return str(e)
+        return "not raised"
+
+    for node in (None, peer.node_id):
+        async with LocalNode("127.0.0.1", 0, cookie=COOKIE) as local:
+            where = local.node_id if node is None else node
+            said = await asyncio.wait_for(local.run_process(main, where), 30)
+        assert "'no_such_function' is not in the remote table" in said, said

@@ -2,6 +2,7 @@
 
 from .channels import ReceivePort, new_chan, receive_chan, receive_chan_timeout, send_chan
 from .closure import Closure, RemoteTable, closure, default_remote_table, remotable
+from .combinators import DidSpawn, SpawnRef, call_local, catches_exit, spawn_async
 from .errors import (
     CloudyError,
     ConnectionRefusedByPeer,
@@ -90,6 +91,7 @@ __all__ = [
     "Closure",
     "CloudyError",
     "ConnectionRefusedByPeer",
+    "DidSpawn",
     "DiedDisconnect",
     "DiedException",
     "DiedNodeDown",
@@ -123,9 +125,12 @@ __all__ = [
     "RemoteTable",
     "SendPort",
     "SpawnError",
+    "SpawnRef",
     "WhereIsReply",
     "call",
+    "call_local",
     "catch_exit",
+    "catches_exit",
     "closure",
     "default_remote_table",
     "die",
@@ -161,6 +166,7 @@ __all__ = [
     "send_many",
     "set_mailbox_limit",
     "spawn",
+    "spawn_async",
     "spawn_link",
     "spawn_local",
     "spawn_monitor",

@@ -291,7 +291,8 @@ async def spawn(node: NodeId, clo: Closure) -> ProcessId:
 
     Raises `NodeUnreachable` if *node* cannot be reached within the connect
     timeout (`ConnectionRefusedByPeer` if it refuses our cookie or version), and
-    `RemoteCallError` if *node* has no such function in its remote table.
+    `SpawnError` if *node* has no such function in its remote table (this node or
+    another alike).
     """
     return await current_process().guard(current_node().spawn(node, clo))
 

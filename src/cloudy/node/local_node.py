@@ -272,7 +272,7 @@ class LocalNode(Router):
         if node == self.node_id:
             return self._spawn_closure(clo, None).pid
         pid = await self._requests.request(
-            node, lambda req: P.SpawnRequest(req, clo.name, to_wire(clo.args), False)
+            node, lambda req: P.SpawnRequest(req, clo.name, to_wire(clo.args), False), spawn=True
         )
         assert isinstance(pid, ProcessId), repr(pid)
         return pid

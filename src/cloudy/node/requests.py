@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import NodeUnreachable, RemoteCallError
+from ..errors import NodeUnreachable, RemoteCallError, RemoteError, SpawnError
 from ..identity import NodeId
 from ..wire import protocol as P
 from ..wire.codec import Undecodable
@@ -27,20 +27,33 @@ class Requests:
         self._table = table
         self._outbox = outbox
         self._waiting: dict[int, tuple[NodeId, asyncio.Future[Any]]] = {}
+        self._spawns: set[int] = set()  # the requests that are spawns (not calls)
 
     def __repr__(self) -> str:
         return f"<Requests {len(self._waiting)} waiting>"
 
-    async def request(self, node: NodeId, make: Callable[[int], P.Item]) -> Any:
-        """Send the item ``make(req)`` to *node* and wait for its `Reply`."""
+    async def request(
+        self, node: NodeId, make: Callable[[int], P.Item], spawn: bool = False
+    ) -> Any:
+        """Send the item ``make(req)`` to *node* and wait for its `Reply`; a failed
+        *spawn* raises `SpawnError` (as a local one does), a failed call
+        `RemoteCallError`."""
         req = self._table.next_number()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[req] = (node, fut)
+        if spawn:
+            self._spawns.add(req)
         try:
             self._outbox.enqueue(node, make(req))
             return await fut
         finally:
             self._waiting.pop(req, None)
+            self._spawns.discard(req)
+
+    def _failure(self, req: int, node: NodeId, message: str) -> RemoteError:
+        if req in self._spawns:
+            return SpawnError(f"on {node}: {message}")
+        return RemoteCallError(node, message)
 
     def on_reply(self, item: P.Reply) -> None:
         entry = self._waiting.get(item.req)
@@ -48,9 +61,10 @@ class Requests:
             return
         node, fut = entry
         if item.error is not None:
-            fut.set_exception(RemoteCallError(node, item.error))
+            fut.set_exception(self._failure(item.req, node, item.error))
         elif type(item.value) is Undecodable:
-            fut.set_exception(RemoteCallError(node, f"undecodable reply: {item.value.cause}"))
+            cause = f"undecodable reply: {item.value.cause}"
+            fut.set_exception(self._failure(item.req, node, cause))
         else:
             fut.set_result(item.value)
 
