@@ -28,6 +28,7 @@ from cloudy import (
     exit,
     expect,
     get_self_pid,
+    kill,
     monitor,
     new_chan,
     receive_chan_timeout,
@@ -35,6 +36,8 @@ from cloudy import (
     spawn,
     spawn_async,
     spawn_local,
+    spawn_monitor_remote,
+    spawn_supervised,
     terminate,
     whereis_remote,
 )
@@ -240,3 +243,45 @@ async def test_spawning_an_unknown_closure_raises_spawn_error_on_any_node(
             where = local.node_id if node is None else node
             said = await asyncio.wait_for(local.run_process(main, where), 30)
         assert "'no_such_function' is not in the remote table" in said, said
+
+
+async def test_a_remote_child_that_ends_at_once_is_reported_with_its_own_reason(
+    peer: NodeProcess,
+) -> None:
+    """Spawn, then monitor, races with a child that ends at once (`DiedUnknownId`);
+    `spawn_monitor_remote` holds the child until its monitor is in place."""
+
+    async def main() -> list[Any]:
+        reasons = []
+        for _ in range(5):
+            pid, ref = await spawn_monitor_remote(peer.node_id, closure(rf.fail, "at once"))
+            note = await expect(ProcessMonitorNotification)
+            assert note.ref == ref and note.pid == pid
+            reasons.append(note.reason)
+        return reasons
+
+    for reason in await run(main):
+        assert isinstance(reason, DiedException) and "ValueError: at once" in reason.message
+
+
+async def test_spawn_supervised_links_the_child_to_its_parent_and_monitors_it(
+    peer: NodeProcess,
+) -> None:
+    async def parent(reply_to: Any) -> None:
+        pid, _ = await spawn_supervised(peer.node_id, closure(rf.echo_server))
+        send_chan(reply_to, pid)
+        await asyncio.sleep(3600)
+
+    async def main() -> Any:
+        sp, rp = new_chan()
+        boss = spawn_local(parent, sp)
+        child = await receive_chan_timeout(rp, 10)
+        assert child is not None
+        ref = monitor(child)
+        kill(boss, "gone")  # the child is linked to its parent: it ends too
+        note = await expect(ProcessMonitorNotification)
+        assert note.ref == ref
+        return note.reason
+
+    reason = await run(main)
+    assert isinstance(reason, DiedException) and "ProcessLinkException" in reason.message

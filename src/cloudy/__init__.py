@@ -2,7 +2,16 @@
 
 from .channels import ReceivePort, new_chan, receive_chan, receive_chan_timeout, send_chan
 from .closure import Closure, RemoteTable, closure, default_remote_table, remotable
-from .combinators import DidSpawn, SpawnRef, call_local, catches_exit, spawn_async
+from .combinators import (
+    DidSpawn,
+    SpawnRef,
+    call_local,
+    catches_exit,
+    spawn_async,
+    spawn_link_remote,
+    spawn_monitor_remote,
+    spawn_supervised,
+)
 from .errors import (
     CloudyError,
     ConnectionRefusedByPeer,
@@ -168,8 +177,11 @@ __all__ = [
     "spawn",
     "spawn_async",
     "spawn_link",
+    "spawn_link_remote",
     "spawn_local",
     "spawn_monitor",
+    "spawn_monitor_remote",
+    "spawn_supervised",
     "terminate",
     "unlink",
     "unmonitor",

@@ -1,5 +1,6 @@
 """Cloud Haskell's combinators over the primitives: `call_local`, `spawn_async`
-(→ `DidSpawn`), `catches_exit`.
+(→ `DidSpawn`), `catches_exit`, and the remote `spawn_link_remote`,
+`spawn_monitor_remote`, `spawn_supervised` that cannot lose the child's end.
 
 They use only the public API: each is what a user could write, written once.
 """
@@ -11,15 +12,25 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
-from .closure import Closure
+from .closure import Closure, closure, remotable
 from .errors import CloudyError, ProcessExitException
-from .identity import NodeId, ProcessId
-from .links import kill, monitor
+from .identity import MonitorRef, NodeId, ProcessId
+from .links import kill, link, monitor
 from .message import Message
 from .messages import DiedNormal, ProcessMonitorNotification
-from .process import get_self_pid, match_if, receive_wait, send, spawn, spawn_local
+from .node import current_node
+from .process import expect, get_self_pid, match_if, receive_wait, send, spawn, spawn_local
 
-__all__ = ["DidSpawn", "SpawnRef", "call_local", "catches_exit", "spawn_async"]
+__all__ = [
+    "DidSpawn",
+    "SpawnRef",
+    "call_local",
+    "catches_exit",
+    "spawn_async",
+    "spawn_link_remote",
+    "spawn_monitor_remote",
+    "spawn_supervised",
+]
 
 T = TypeVar("T")
 _refs = itertools.count(1)
@@ -108,3 +119,63 @@ async def catches_exit(
 
 def _same(x: Any) -> Any:
     return x
+
+
+# --- remote spawns that cannot lose the child's end -----------------------------------
+#
+# Spawning on another node and then monitoring (or linking) races with a child that
+# ends at once: the monitor would report `DiedUnknownId` and lose its real reason. So
+# the child is started held: it waits for `_Go`, sent once the link or monitor is in
+# place (Cloud Haskell's own way), and then runs the closure.
+
+
+class _Go(Message):
+    """To a held child: run now (and, if *parent* is set, link to it first)."""
+
+    parent: ProcessId | None = None
+
+
+@remotable
+async def _held(name: str, args: list[Any]) -> Any:
+    go = await expect(_Go)
+    if go.parent is not None:
+        link(go.parent)
+    fn = current_node().remote_table.lookup(name)
+    if fn is None:
+        raise CloudyError(f"{name!r} is not in the remote table of {current_node().node_id}")
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def _spawn_held(node: NodeId, clo: Closure) -> ProcessId:
+    return await spawn(node, closure(_held, clo.name, list(clo.args)))
+
+
+async def spawn_monitor_remote(node: NodeId, clo: Closure) -> tuple[ProcessId, MonitorRef]:
+    """Start *clo* on *node* and monitor it, the monitor in place before it runs (Cloud
+    Haskell's ``spawnMonitor``): a child that ends at once is still reported with
+    its own reason."""
+    pid = await _spawn_held(node, clo)
+    ref = monitor(pid)
+    send(pid, _Go())
+    return pid, ref
+
+
+async def spawn_link_remote(node: NodeId, clo: Closure) -> ProcessId:
+    """Start *clo* on *node*, linked to it before it runs (Cloud Haskell's
+    ``spawnLink``)."""
+    pid = await _spawn_held(node, clo)
+    link(pid)
+    send(pid, _Go())
+    return pid
+
+
+async def spawn_supervised(node: NodeId, clo: Closure) -> tuple[ProcessId, MonitorRef]:
+    """Start *clo* on *node*: the child links to the caller and the caller monitors
+    the child, both before it runs (Cloud Haskell's ``spawnSupervised``)."""
+    pid = await _spawn_held(node, clo)
+    ref = monitor(pid)
+    send(pid, _Go(get_self_pid()))
+    return pid, ref
