@@ -29,6 +29,8 @@ from cloudy import (
     expect,
     get_self_pid,
     kill,
+    merge_ports_biased,
+    merge_ports_rr,
     monitor,
     new_chan,
     receive_chan_timeout,
@@ -285,3 +287,32 @@ async def test_spawn_supervised_links_the_child_to_its_parent_and_monitors_it(
 
     reason = await run(main)
     assert isinstance(reason, DiedException) and "ProcessLinkException" in reason.message
+
+
+async def test_merged_ports_take_the_first_or_take_turns_and_wait_on_all() -> None:
+    async def main() -> tuple[list[Any], list[Any], Any, Any]:
+        sa, ra = new_chan()
+        sb, rb = new_chan()
+        for sp, msg in ((sb, "b1"), (sa, "a1"), (sb, "b2"), (sa, "a2")):
+            send_chan(sp, msg)
+        biased = merge_ports_biased([ra, rb])
+        first_two = [await receive_chan_timeout(biased, 0) for _ in range(2)]
+        rest = [await receive_chan_timeout(rb, 0), await receive_chan_timeout(rb, 0)]
+        for sp, msg in ((sa, "a3"), (sa, "a4"), (sb, "b3"), (sb, "b4")):
+            send_chan(sp, msg)
+        turns = merge_ports_rr([ra, rb])
+        taken = [await receive_chan_timeout(turns, 0) for _ in range(4)]
+
+        async def later() -> None:
+            await asyncio.sleep(0.05)
+            send_chan(sb, "late")
+
+        spawn_local(later)
+        waited = await receive_chan_timeout(turns, 5)  # waits on both ports
+        nothing = await receive_chan_timeout(turns, 0.05)
+        return [*first_two, *rest], taken, waited, nothing
+
+    biased, turns, waited, nothing = await run(main)
+    assert biased == ["a1", "a2", "b1", "b2"]  # the first port while it has any
+    assert turns == ["a3", "b3", "a4", "b4"]
+    assert (waited, nothing) == ("late", None)

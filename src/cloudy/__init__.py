@@ -1,6 +1,14 @@
 """cloudy: Erlang-style distributed processes for Python, in the image of Cloud Haskell."""
 
-from .channels import ReceivePort, new_chan, receive_chan, receive_chan_timeout, send_chan
+from .channels import (
+    ReceivePort,
+    merge_ports_biased,
+    merge_ports_rr,
+    new_chan,
+    receive_chan,
+    receive_chan_timeout,
+    send_chan,
+)
 from .closure import Closure, RemoteTable, closure, default_remote_table, remotable
 from .combinators import (
     DidSpawn,
@@ -155,6 +163,8 @@ __all__ = [
     "match",
     "match_any",
     "match_if",
+    "merge_ports_biased",
+    "merge_ports_rr",
     "monitor",
     "monitor_node",
     "new_chan",

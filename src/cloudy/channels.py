@@ -1,6 +1,7 @@
 """Typed channels: a `SendPort` anyone may send on, a `ReceivePort` its node's processes read.
 
-Cloud Haskell's ``newChan``/``sendChan``/``receiveChan``. Messages on one channel
+Cloud Haskell's ``newChan``/``sendChan``/``receiveChan``/``receiveChanTimeout`` and
+``mergePortsBiased``/``mergePortsRR``. Messages on one channel
 arrive in the order sent; they never mix with the process's mailbox, so a
 process can wait on a channel without a selective receive over everything else.
 """
@@ -9,13 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar, cast
 
 from .errors import NotChannelOwnerError
 from .identity import SendPort
 from .node import ReceivePortState, current_node, current_process
 
-__all__ = ["ReceivePort", "new_chan", "receive_chan", "receive_chan_timeout", "send_chan"]
+__all__ = [
+    "MergedPort",
+    "ReceivePort",
+    "merge_ports_biased",
+    "merge_ports_rr",
+    "new_chan",
+    "receive_chan",
+    "receive_chan_timeout",
+    "send_chan",
+]
 
 T = TypeVar("T")
 
@@ -33,6 +44,71 @@ class ReceivePort(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<ReceivePort {self.send_port!r} queued={len(self._state.queue)}>"
+
+    def _pop(self) -> tuple[bool, Any]:
+        """Take the next message if one is there: ``(True, msg)``, else ``(False, None)``."""
+        state = self._state
+        if not state.queue:
+            return False, None
+        msg = state.queue.popleft()
+        if state.queue:  # more: the next one waiting need not wait
+            state.wake_one()
+        return True, msg
+
+    def _states(self) -> list[ReceivePortState]:
+        """The queues a receiver waits on."""
+        return [self._state]
+
+    def _nodes(self) -> list[object]:
+        return [self._node]
+
+
+class MergedPort(ReceivePort[T]):
+    """Several receive ports read as one (`merge_ports_biased`, `merge_ports_rr`):
+    the first of them that has a message, in their order or taking turns."""
+
+    __slots__ = ("_next", "_ports", "_turns")
+
+    def __init__(self, ports: Sequence[ReceivePort[T]], turns: bool) -> None:
+        if not ports:
+            raise ValueError("merging no ports")
+        self._ports = list(ports)
+        self._turns = turns
+        self._next = 0
+        self.send_port = self._ports[0].send_port
+
+    def __repr__(self) -> str:
+        how = "round-robin" if self._turns else "biased"
+        return f"<MergedPort {how} of {self._ports!r}>"
+
+    def _pop(self) -> tuple[bool, Any]:
+        n = len(self._ports)
+        for k in range(n):
+            i = (self._next + k) % n if self._turns else k
+            found, msg = self._ports[i]._pop()
+            if found:
+                if self._turns:
+                    self._next = (i + 1) % n
+                return True, msg
+        return False, None
+
+    def _states(self) -> list[ReceivePortState]:
+        return [state for port in self._ports for state in port._states()]
+
+    def _nodes(self) -> list[object]:
+        return [node for port in self._ports for node in port._nodes()]
+
+
+def merge_ports_biased(ports: Sequence[ReceivePort[T]]) -> ReceivePort[T]:
+    """One port that receives from *ports*, always from the first that has a message
+    (Cloud Haskell's ``mergePortsBiased``); the ports stay usable on their own."""
+    return MergedPort(ports, turns=False)
+
+
+def merge_ports_rr(ports: Sequence[ReceivePort[T]]) -> ReceivePort[T]:
+    """One port that receives from *ports* taking turns: after a message from one, the
+    next that has one (Cloud Haskell's ``mergePortsRR``)."""
+    return MergedPort(ports, turns=True)
 
 
 def new_chan() -> tuple[SendPort, ReceivePort[Any]]:
@@ -69,25 +145,27 @@ def _wake(fut: asyncio.Future[None]) -> None:
 
 async def _receive_chan(port: ReceivePort[T], seconds: float | None) -> T | None:
     proc = current_process()
-    if port._node is not current_node():
+    node = current_node()
+    if any(owner is not node for owner in port._nodes()):
         raise NotChannelOwnerError("a ReceivePort is received on by processes of its own node")
-    state = port._state
     loop = asyncio.get_running_loop()
     deadline = None if seconds is None else loop.time() + seconds
-    while not state.queue:
+    while True:
+        found, msg = port._pop()
+        if found:
+            return cast(T, msg)
         if deadline is not None and deadline <= loop.time():
             return None
         fut: asyncio.Future[None] = loop.create_future()
-        state.waiters.append(fut)
+        states = port._states()
+        for state in states:
+            state.waiters.append(fut)
         timer = None if deadline is None else loop.call_at(deadline, _wake, fut)
         try:
             await proc.guard(fut)
         finally:
             if timer is not None:
                 timer.cancel()
-            with contextlib.suppress(ValueError):  # still waiting: no longer
-                state.waiters.remove(fut)
-    msg = state.queue.popleft()
-    if state.queue:  # more: the next one waiting need not wait
-        state.wake_one()
-    return cast(T, msg)
+            for state in states:
+                with contextlib.suppress(ValueError):  # still waiting: no longer
+                    state.waiters.remove(fut)
