@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import warnings
 
 from cloudy import (
     LocalNode,
@@ -23,6 +24,11 @@ from cloudy import (
     send,
     spawn,
 )
+
+# Both terminals run this same script, so the names cloudy gives what is defined here
+# (`__main__.greeter`, `__main__.Greet`) are the same on both nodes: the warning that
+# other programs would not know them does not apply.
+warnings.filterwarnings("ignore", message=".* is defined in __main__")
 
 
 class Greet(Message):

@@ -316,3 +316,22 @@ async def test_merged_ports_take_the_first_or_take_turns_and_wait_on_all() -> No
     assert biased == ["a1", "a2", "b1", "b2"]  # the first port while it has any
     assert turns == ["a3", "b3", "a4", "b4"]
     assert (waited, nothing) == ("late", None)
+
+
+def test_remotables_and_messages_defined_in_main_are_warned_about(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "mine.py"
+    script.write_text(
+        "from cloudy import Message, remotable\n"
+        "class Ping(Message):\n"
+        "    n: int\n"
+        "@remotable\n"
+        "def work() -> None: ...\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "Message Ping is defined in __main__" in done.stderr
+    assert "@remotable work is defined in __main__" in done.stderr

@@ -9,6 +9,7 @@ names it with encodable arguments, ready for `spawn` or `call`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -60,7 +61,18 @@ default_remote_table = RemoteTable()
 
 
 def remotable(fn: F) -> F:
-    """Decorator: register a module-level function in the default `RemoteTable`."""
+    """Decorator: register a module-level function in the default `RemoteTable`.
+
+    One defined in a script run as ``python mine.py`` is registered as ``__main__.f``,
+    a name no other program has: a warning says so (import it from a module instead).
+    """
+    if getattr(fn, "__module__", None) == "__main__":
+        warnings.warn(
+            f"@remotable {fn.__qualname__} is defined in __main__: only a node running "
+            "this same script knows it by that name; others import it under its module's "
+            "name and cannot run it (define it in a module every node imports)",
+            stacklevel=2,
+        )
     return default_remote_table.register(fn)
 
 

@@ -9,6 +9,7 @@ when it changes; nobody else writes the table.
 from __future__ import annotations
 
 import typing
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -65,6 +66,13 @@ class _MessageMeta(msgspec.StructMeta):
         kwargs.setdefault("array_like", True)
         if not is_root:
             kwargs.setdefault("tag", f"{ns['__module__']}.{ns['__qualname__']}")
+            if ns["__module__"] == "__main__":
+                warnings.warn(
+                    f"Message {ns['__qualname__']} is defined in __main__: only a node "
+                    "running this same script can decode it; others know it by its "
+                    "module's name (define it in a module every node imports)",
+                    stacklevel=2,
+                )
         cls = super().__new__(mcls, name, bases, ns, **kwargs)
         if not is_root:
             register_type(typing.cast(type[msgspec.Struct], cls))
