@@ -130,7 +130,7 @@ async def test_a_typed_channel_works_across_nodes(peer: NodeProcess) -> None:
 
 
 async def test_a_message_of_a_type_the_peer_does_not_know_is_dropped_and_logged(
-    peer: NodeProcess,
+    peer: NodeProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def main() -> str:
         echo = await spawn(peer.node_id, closure(rf.echo_server))
@@ -142,6 +142,9 @@ async def test_a_message_of_a_type_the_peer_does_not_know_is_dropped_and_logged(
     assert await run(main) == "after"
     assert "test_remote.OnlyHere" in peer.log()
     assert "dropped a message from nid://127.0.0.1:" in peer.log()
+    # and the sender's side hears of it too
+    assert f"{peer.node_id} dropped a message from this node" in caplog.text
+    assert "test_remote.OnlyHere" in caplog.text
 
 
 async def test_nsend_remote_and_whereis_remote_async(peer: NodeProcess) -> None:

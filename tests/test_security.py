@@ -111,8 +111,8 @@ def test_a_peer_speaking_another_protocol_version_is_refused_with_both_versions(
 ) -> None:
     hello = H._Hello("cloudy", 99, NodeId("127.0.0.1", 1), os.urandom(32))
     answer = exchange(peer.port, frame(H._encode(hello)))
-    assert b"we speak 1, the peer 99" in answer
-    assert "protocol version mismatch: we speak 1, the peer 99" in peer.log()
+    assert f"we speak {H.PROTOCOL_VERSION}, the peer 99".encode() in answer
+    assert f"protocol version mismatch: we speak {H.PROTOCOL_VERSION}, the peer 99" in peer.log()
     assert asyncio.run(call_add(peer.node_id)) == 5
 
 
@@ -130,7 +130,8 @@ async def test_dialling_a_node_of_another_protocol_version_raises_refused_by_pee
     server = await asyncio.start_server(speak_version_99, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        with pytest.raises(ConnectionRefusedByPeer, match="we speak 1, the peer 99"):
+        mismatch = f"we speak {H.PROTOCOL_VERSION}, the peer 99"
+        with pytest.raises(ConnectionRefusedByPeer, match=mismatch):
             await call_add(NodeId("127.0.0.1", port))
     finally:
         server.close()

@@ -105,9 +105,13 @@ class Controller:
                 kept.append(item)
             else:
                 log.warning("dropped a message from %s: %s", conn.remote_node, bad.cause)
+                self._outbox.enqueue(conn.remote_node, P.Dropped(str(bad.cause)))
         return kept
 
     # --- one function per signal ----------------------------------------------------
+
+    def _on_dropped(self, conn: Connection, item: P.Dropped) -> None:
+        log.warning("%s dropped a message from this node: %s", conn.remote_node, item.cause)
 
     def _on_nsend(self, conn: Connection, item: P.NSend) -> None:
         pid = self._registry.whereis(item.name)
@@ -183,4 +187,5 @@ _HANDLERS: dict[type, Callable[[Controller, Connection, Any], None]] = {
     P.SpawnRequest: Controller._on_spawn,
     P.Reply: Controller._on_reply,
     P.WhereIs: Controller._on_whereis,
+    P.Dropped: Controller._on_dropped,
 }

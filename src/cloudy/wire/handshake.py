@@ -44,7 +44,7 @@ __all__ = [
     "cookie_secret",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 _MAGIC = "cloudy"
 _NONCE_BYTES = 32
 

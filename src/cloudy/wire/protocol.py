@@ -131,7 +131,26 @@ class WhereIs(_Item, tag=10):
     reply_to: ProcessId
 
 
-Item = Send | NSend | ChanSend | Monitor | Unmonitor | Died | Exit | SpawnRequest | Reply | WhereIs
+class Dropped(_Item, tag=11):
+    """A message this node sent could not be decoded there (an unknown message type,
+    say): *cause* says why. Sent back so that the sender's side hears of it too."""
+
+    cause: str
+
+
+Item = (
+    Send
+    | NSend
+    | ChanSend
+    | Monitor
+    | Unmonitor
+    | Died
+    | Exit
+    | SpawnRequest
+    | Reply
+    | WhereIs
+    | Dropped
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[list[Item]] = msgspec.msgpack.Decoder(
