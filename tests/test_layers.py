@@ -22,7 +22,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cloudy.wire.*",),
     ("cloudy.transport.*",),
     ("cloudy.node.*",),
-    ("cloudy.process", "cloudy.channels", "cloudy.links", "cloudy.combinators", "cloudy"),
+    (
+        "cloudy.process",
+        "cloudy.channels",
+        "cloudy.links",
+        "cloudy.combinators",
+        "cloudy.introspection",
+        "cloudy",
+    ),
     (
         "cloudy.backend.*",
         "cloudy.ring.*",

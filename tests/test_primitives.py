@@ -19,6 +19,7 @@ from cloudy import (
     LocalNode,
     NodeId,
     ProcessExitException,
+    ProcessId,
     ProcessMonitorNotification,
     ProcessTerminationException,
     SpawnError,
@@ -27,6 +28,8 @@ from cloudy import (
     closure,
     exit,
     expect,
+    get_node_stats,
+    get_process_info_remote,
     get_self_pid,
     kill,
     merge_ports_biased,
@@ -335,3 +338,22 @@ def test_remotables_and_messages_defined_in_main_are_warned_about(tmp_path: Any)
     )
     assert "Message Ping is defined in __main__" in done.stderr
     assert "@remotable work is defined in __main__" in done.stderr
+
+
+async def test_node_stats_and_process_info_of_another_node(peer: NodeProcess) -> None:
+    async def main() -> tuple[Any, ...]:
+        here = await get_node_stats(get_self_pid().node)
+        echo = await whereis_remote(peer.node_id, "echo")
+        assert echo is not None
+        ref = monitor(echo)
+        there = await get_node_stats(peer.node_id)
+        info = await get_process_info_remote(echo)
+        gone = await get_process_info_remote(ProcessId(echo.node, 999_999))
+        return here, there, info, gone, ref
+
+    here, there, info, gone, ref = await run(main)
+    assert here.processes >= 1 and here.monitors == 0
+    assert there.node == peer.node_id and there.processes >= 1 and there.registered_names >= 1
+    assert info is not None and info.node == peer.node_id and "echo" in info.names
+    assert any(r == ref for _, r in info.monitors)  # our monitor, seen from its node
+    assert gone is None

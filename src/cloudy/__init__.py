@@ -40,6 +40,7 @@ from .errors import (
     SpawnError,
 )
 from .identity import MonitorRef, NodeId, ProcessId, SendPort
+from .introspection import NodeStats, get_node_stats, get_process_info_remote
 from .links import (
     catch_exit,
     die,
@@ -124,6 +125,7 @@ __all__ = [
     "NodeClosedError",
     "NodeId",
     "NodeMonitorNotification",
+    "NodeStats",
     "NodeUnreachable",
     "NotChannelOwnerError",
     "NotInProcessError",
@@ -155,7 +157,9 @@ __all__ = [
     "exit",
     "expect",
     "expect_timeout",
+    "get_node_stats",
     "get_process_info",
+    "get_process_info_remote",
     "get_self_node",
     "get_self_pid",
     "kill",

@@ -296,6 +296,10 @@ class LocalNode(Router):
             raise SpawnError(f"{clo.name!r} is not in the remote table of {self.node_id}")
         return self._spawn(fn, tuple(clo.args), done)
 
+    def process_count(self) -> int:
+        """How many processes live on this node."""
+        return len(self._table)
+
     def process_info(self, pid: ProcessId) -> ProcessInfo | None:
         """What is known of local process *pid*, or None if it is not alive here."""
         proc = self._table.get(pid)

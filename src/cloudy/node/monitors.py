@@ -60,6 +60,10 @@ class Monitors:
     def __repr__(self) -> str:
         return f"<Monitors watched={len(self._watchers)} watching={len(self._watching)}>"
 
+    def counts(self) -> tuple[int, int]:
+        """How many monitors and links the local processes hold (on anyone)."""
+        return sum(map(len, self._watching.values())), sum(map(len, self._links.values()))
+
     # --- what local processes ask for ---------------------------------------------
 
     def monitor(self, watcher: Process, target: ProcessId, link: bool = False) -> MonitorRef:

@@ -52,6 +52,9 @@ class Registry:
             raise ProcessRegistrationException(f"{name!r} is not registered")
         self._unbind(name)
 
+    def __len__(self) -> int:
+        return len(self._names)
+
     def whereis(self, name: str) -> ProcessId | None:
         """The pid registered as *name*, or None."""
         return self._names.get(name)
