@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from procs import processes_mentioning
 
 from cloudy.cli import main, parse_duration
 from cloudy.ring import expected_result
@@ -95,25 +96,6 @@ def free_udp_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def processes_mentioning(marker: str) -> list[int]:
-    """PIDs of live processes whose command line contains *marker*."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{entry}/stat") as f:
-                if f.read().rpartition(")")[2].split()[0] == "Z":
-                    continue  # a zombie has ended; its parent has yet to reap it
-        except OSError:
-            continue
-        if marker in cmdline:
-            found.append(int(entry))
-    return found
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from procs import processes_mentioning
 
 from cloudy.faults import Fault, FaultInjector, parse_freeze, plan_faults
 from cloudy.ring import expected_result
@@ -22,25 +23,6 @@ from cloudy.ring import expected_result
 CLOUDY = [sys.executable, "-m", "cloudy.cli"]
 RUN = ["--slaves", "4", "--send-for", "2s", "--wait-for", "1s"]
 RESULT = re.compile(r"^(nid://\S+) <(\d+), (\S+)>( \(finished without a master\))?$", re.M)
-
-
-def processes_mentioning(marker: str) -> list[int]:
-    """PIDs of live (not zombie) processes whose command line contains *marker*."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{entry}/stat") as f:
-                if f.read().rpartition(")")[2].split()[0] == "Z":
-                    continue
-        except OSError:
-            continue
-        if marker in cmdline:
-            found.append(int(entry))
-    return found
 
 
 @pytest.fixture
