@@ -22,6 +22,7 @@ from cloudy import (
     ProcessId,
     ProcessMonitorNotification,
     ProcessTerminationException,
+    RegisterReply,
     SpawnError,
     call_local,
     catches_exit,
@@ -37,6 +38,7 @@ from cloudy import (
     monitor,
     new_chan,
     receive_chan_timeout,
+    register_remote_async,
     send_chan,
     spawn,
     spawn_async,
@@ -44,6 +46,7 @@ from cloudy import (
     spawn_monitor_remote,
     spawn_supervised,
     terminate,
+    unregister_remote_async,
     whereis_remote,
 )
 from cloudy import die as die_now
@@ -357,3 +360,19 @@ async def test_node_stats_and_process_info_of_another_node(peer: NodeProcess) ->
     assert info is not None and info.node == peer.node_id and "echo" in info.names
     assert any(r == ref for _, r in info.monitors)  # our monitor, seen from its node
     assert gone is None
+
+
+async def test_register_remote_async_names_a_process_on_another_node(peer: NodeProcess) -> None:
+    async def main() -> list[Any]:
+        me = get_self_pid()
+        register_remote_async(peer.node_id, "visitor", me)
+        first = await expect(RegisterReply)
+        found = await whereis_remote(peer.node_id, "visitor")
+        register_remote_async(peer.node_id, "visitor", me)  # taken: refused
+        again = await expect(RegisterReply)
+        unregister_remote_async(peer.node_id, "visitor")
+        freed = await expect(RegisterReply)
+        after = await whereis_remote(peer.node_id, "visitor")
+        return [first.ok, found == me, again.ok, freed.ok, after]
+
+    assert await run(main) == [True, True, False, True, None]

@@ -12,13 +12,16 @@ from .channels import (
 from .closure import Closure, RemoteTable, closure, default_remote_table, remotable
 from .combinators import (
     DidSpawn,
+    RegisterReply,
     SpawnRef,
     call_local,
     catches_exit,
+    register_remote_async,
     spawn_async,
     spawn_link_remote,
     spawn_monitor_remote,
     spawn_supervised,
+    unregister_remote_async,
 )
 from .errors import (
     CloudyError,
@@ -139,6 +142,7 @@ __all__ = [
     "ProcessTerminationException",
     "ProtocolError",
     "ReceivePort",
+    "RegisterReply",
     "RemoteCallError",
     "RemoteError",
     "RemoteTable",
@@ -181,6 +185,7 @@ __all__ = [
     "receive_wait",
     "reconnect",
     "register",
+    "register_remote_async",
     "remotable",
     "reregister",
     "say",
@@ -201,6 +206,7 @@ __all__ = [
     "unmonitor",
     "unmonitor_node",
     "unregister",
+    "unregister_remote_async",
     "usend",
     "whereis",
     "whereis_remote",

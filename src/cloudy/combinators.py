@@ -1,6 +1,7 @@
 """Cloud Haskell's combinators over the primitives: `call_local`, `spawn_async`
-(→ `DidSpawn`), `catches_exit`, and the remote `spawn_link_remote`,
-`spawn_monitor_remote`, `spawn_supervised` that cannot lose the child's end.
+(→ `DidSpawn`), `catches_exit`, the remote `spawn_link_remote`,
+`spawn_monitor_remote`, `spawn_supervised` that cannot lose the child's end, and
+`register_remote_async` / `unregister_remote_async` (→ `RegisterReply`).
 
 They use only the public API: each is what a user could write, written once.
 """
@@ -13,23 +14,37 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 from .closure import Closure, closure, remotable
-from .errors import CloudyError, ProcessExitException
+from .errors import CloudyError, ProcessExitException, ProcessRegistrationException
 from .identity import MonitorRef, NodeId, ProcessId
 from .links import kill, link, monitor
 from .message import Message
 from .messages import DiedNormal, ProcessMonitorNotification
 from .node import current_node
-from .process import expect, get_self_pid, match_if, receive_wait, send, spawn, spawn_local
+from .process import (
+    call,
+    expect,
+    get_self_pid,
+    match_if,
+    receive_wait,
+    register,
+    send,
+    spawn,
+    spawn_local,
+    unregister,
+)
 
 __all__ = [
     "DidSpawn",
+    "RegisterReply",
     "SpawnRef",
     "call_local",
     "catches_exit",
+    "register_remote_async",
     "spawn_async",
     "spawn_link_remote",
     "spawn_monitor_remote",
     "spawn_supervised",
+    "unregister_remote_async",
 ]
 
 T = TypeVar("T")
@@ -179,3 +194,51 @@ async def spawn_supervised(node: NodeId, clo: Closure) -> tuple[ProcessId, Monit
     ref = monitor(pid)
     send(pid, _Go(get_self_pid()))
     return pid, ref
+
+
+# --- asking another node's registry -----------------------------------------------------
+
+
+class RegisterReply(Message):
+    """The answer to `register_remote_async` / `unregister_remote_async`: whether
+    *node* did it (a name already taken, or not registered, is refused)."""
+
+    name: str
+    ok: bool
+    node: NodeId
+
+
+@remotable
+def register_here(name: str, pid: ProcessId | None) -> bool:
+    """Register (*pid*) or unregister (None) *name* on this node; False if refused."""
+    try:
+        if pid is None:
+            unregister(name)
+        else:
+            register(name, pid)
+    except ProcessRegistrationException:
+        return False
+    return True
+
+
+def _registry_request(node: NodeId, name: str, pid: ProcessId | None) -> None:
+    caller = get_self_pid()
+
+    async def ask() -> None:
+        try:
+            ok = bool(await call(node, closure(register_here, name, pid)))
+        except CloudyError:
+            ok = False  # unreachable, say: not done
+        send(caller, RegisterReply(name, ok, node))
+
+    spawn_local(ask)
+
+
+def register_remote_async(node: NodeId, name: str, pid: ProcessId) -> None:
+    """Ask *node* to register *name* for *pid*; a `RegisterReply` arrives later."""
+    _registry_request(node, name, pid)
+
+
+def unregister_remote_async(node: NodeId, name: str) -> None:
+    """Ask *node* to free *name*; a `RegisterReply` arrives later."""
+    _registry_request(node, name, None)
