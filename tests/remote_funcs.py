@@ -11,9 +11,11 @@ from typing import Any
 from cloudy import (
     Message,
     ProcessId,
+    ReceivePort,
     SendPort,
     expect,
     get_self_pid,
+    receive_chan,
     register,
     remotable,
     send,
@@ -79,3 +81,10 @@ async def waiter() -> None:
     msg = await expect(Stop | Crash)  # type: ignore[arg-type]
     if isinstance(msg, Crash):
         raise RuntimeError(msg.text)
+
+
+@remotable
+async def chan_relay(reply_to: ProcessId, port: ReceivePort[Any]) -> None:
+    """Sends *reply_to* what arrives on its channel (`spawn_channel`), until "stop"."""
+    while (msg := await receive_chan(port)) != "stop":
+        send(reply_to, msg)

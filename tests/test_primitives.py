@@ -29,6 +29,7 @@ from cloudy import (
     closure,
     exit,
     expect,
+    forward,
     get_node_stats,
     get_process_info_remote,
     get_self_pid,
@@ -42,6 +43,8 @@ from cloudy import (
     send_chan,
     spawn,
     spawn_async,
+    spawn_channel,
+    spawn_channel_local,
     spawn_local,
     spawn_monitor_remote,
     spawn_supervised,
@@ -376,3 +379,25 @@ async def test_register_remote_async_names_a_process_on_another_node(peer: NodeP
         return [first.ok, found == me, again.ok, freed.ok, after]
 
     assert await run(main) == [True, True, False, True, None]
+
+
+async def test_spawn_channel_starts_a_process_with_a_channel_of_its_own(
+    peer: NodeProcess,
+) -> None:
+    async def local_relay(reply_to: Any, port: Any) -> None:
+        while (msg := await receive_chan_timeout(port, 10)) not in ("stop", None):
+            forward(msg, reply_to)
+
+    async def main() -> list[Any]:
+        me = get_self_pid()
+        far, far_pid = await spawn_channel(peer.node_id, closure(rf.chan_relay, me))
+        near, near_pid = await spawn_channel_local(local_relay, me)
+        assert far_pid.node == peer.node_id and near_pid.node == me.node
+        got = []
+        for port, text in ((far, "over there"), (near, "right here")):
+            send_chan(port, text)
+            got.append(await expect(str))
+            send_chan(port, "stop")
+        return got
+
+    assert await run(main) == ["over there", "right here"]

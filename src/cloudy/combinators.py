@@ -1,7 +1,8 @@
 """Cloud Haskell's combinators over the primitives: `call_local`, `spawn_async`
 (→ `DidSpawn`), `catches_exit`, the remote `spawn_link_remote`,
 `spawn_monitor_remote`, `spawn_supervised` that cannot lose the child's end, and
-`register_remote_async` / `unregister_remote_async` (→ `RegisterReply`).
+`register_remote_async` / `unregister_remote_async` (→ `RegisterReply`), `forward`,
+`uforward`, `spawn_channel` and `spawn_channel_local`.
 
 They use only the public API: each is what a user could write, written once.
 """
@@ -13,9 +14,10 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
+from .channels import new_chan
 from .closure import Closure, closure, remotable
 from .errors import CloudyError, ProcessExitException, ProcessRegistrationException
-from .identity import MonitorRef, NodeId, ProcessId
+from .identity import MonitorRef, NodeId, ProcessId, SendPort
 from .links import kill, link, monitor
 from .message import Message
 from .messages import DiedNormal, ProcessMonitorNotification
@@ -31,6 +33,7 @@ from .process import (
     spawn,
     spawn_local,
     unregister,
+    usend,
 )
 
 __all__ = [
@@ -39,11 +42,15 @@ __all__ = [
     "SpawnRef",
     "call_local",
     "catches_exit",
+    "forward",
     "register_remote_async",
     "spawn_async",
+    "spawn_channel",
+    "spawn_channel_local",
     "spawn_link_remote",
     "spawn_monitor_remote",
     "spawn_supervised",
+    "uforward",
     "unregister_remote_async",
 ]
 
@@ -242,3 +249,65 @@ def register_remote_async(node: NodeId, name: str, pid: ProcessId) -> None:
 def unregister_remote_async(node: NodeId, name: str) -> None:
     """Ask *node* to free *name*; a `RegisterReply` arrives later."""
     _registry_request(node, name, None)
+
+
+# --- forwarding, and processes that start with a channel ----------------------------
+
+
+def forward(msg: Any, pid: ProcessId) -> None:
+    """Pass on a message as received (Cloud Haskell's ``forward``). cloudy holds
+    messages decoded, so this is `send`; its ordering and delivery are send's."""
+    send(pid, msg)
+
+
+def uforward(msg: Any, pid: ProcessId) -> None:
+    """`forward` without the prefix rule: `usend`'s delivery."""
+    usend(pid, msg)
+
+
+class _ChannelOf(Message):
+    """From a child started by `spawn_channel`: the send port of its channel."""
+
+    pid: ProcessId
+    port: SendPort
+
+
+@remotable
+async def channel_child(name: str, args: list[Any], parent: ProcessId) -> Any:
+    """Make a channel, send its send port to *parent*, run the registered function
+    *name* with *args* and the receive port (what `spawn_channel` starts)."""
+    sp, rp = new_chan()
+    send(parent, _ChannelOf(get_self_pid(), sp))
+    fn = current_node().remote_table.lookup(name)
+    if fn is None:
+        raise CloudyError(f"{name!r} is not in the remote table of {current_node().node_id}")
+    result = fn(*args, rp)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def spawn_channel(node: NodeId, clo: Closure) -> tuple[SendPort, ProcessId]:
+    """Start *clo* on *node* with a new channel's receive port as its last argument;
+    the channel's send port and the pid (Cloud Haskell's ``spawnChannel``)."""
+    me = get_self_pid()
+    pid = await spawn(node, closure(channel_child, clo.name, list(clo.args), me))
+    got = await receive_wait(match_if(_ChannelOf, lambda c: c.pid == pid, _same))
+    return got.port, pid
+
+
+async def spawn_channel_local(
+    fn: Callable[..., Awaitable[Any]], *args: Any
+) -> tuple[SendPort, ProcessId]:
+    """Start ``fn(*args, receive_port)`` here, owning a new channel: its send port and
+    the pid (Cloud Haskell's ``spawnChannelLocal``)."""
+    parent = get_self_pid()
+
+    async def child() -> Any:
+        sp, rp = new_chan()
+        send(parent, _ChannelOf(get_self_pid(), sp))
+        return await fn(*args, rp)
+
+    pid = spawn_local(child)
+    got = await receive_wait(match_if(_ChannelOf, lambda c: c.pid == pid, _same))
+    return got.port, pid
