@@ -6,7 +6,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 STAMP_NFT := $(VENV)/.installed-nft
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck docs unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,12 @@ typecheck: $(STAMP_TEST)
 unit: $(STAMP_TEST) $(STAMP_NFT)
 	$(BIN)/pytest -q -n 3 --dist worksteal
 
-test: lint typecheck unit
+# The API reference and tutorial (mkdocs + mkdocstrings), built strictly: a broken
+# reference or a name that moved fails the build, so the pages cannot rot.
+docs: $(STAMP_TEST)
+	$(BIN)/mkdocs build --strict -q
+
+test: lint typecheck docs unit
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .site
