@@ -88,3 +88,13 @@ async def chan_relay(reply_to: ProcessId, port: ReceivePort[Any]) -> None:
     """Sends *reply_to* what arrives on its channel (`spawn_channel`), until "stop"."""
     while (msg := await receive_chan(port)) != "stop":
         send(reply_to, msg)
+
+
+@remotable
+def send_typed(port: SendPort, value: Any) -> str:
+    """`send_chan` of *value* on *port*, from this node: what happened, as text."""
+    try:
+        send_chan(port, value)
+    except TypeError as e:
+        return f"refused: {e}"
+    return "sent"

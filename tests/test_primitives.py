@@ -24,6 +24,7 @@ from cloudy import (
     ProcessTerminationException,
     RegisterReply,
     SpawnError,
+    call,
     call_local,
     catches_exit,
     closure,
@@ -401,3 +402,26 @@ async def test_spawn_channel_starts_a_process_with_a_channel_of_its_own(
         return got
 
     assert await run(main) == ["over there", "right here"]
+
+
+async def test_a_channel_that_names_its_type_refuses_others_at_the_sender(
+    peer: NodeProcess,
+) -> None:
+    async def main() -> tuple[Any, ...]:
+        sp, rp = new_chan(int)
+        send_chan(sp, 7)
+        try:
+            send_chan(sp, "seven")
+            here = "sent"
+        except TypeError as e:
+            here = str(e)
+        there_ok = await call(peer.node_id, closure(rf.send_typed, sp, 8))
+        there_bad = await call(peer.node_id, closure(rf.send_typed, sp, "eight"))
+        got = [await receive_chan_timeout(rp, 5), await receive_chan_timeout(rp, 5)]
+        nothing = await receive_chan_timeout(rp, 0.05)
+        return here, there_ok, there_bad, got, nothing
+
+    here, there_ok, there_bad, got, nothing = await run(main)
+    assert "takes int, not str" in here
+    assert there_ok == "sent" and there_bad.startswith("refused:") and "not str" in there_bad
+    assert got == [7, 8] and nothing is None

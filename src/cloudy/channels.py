@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
+
+import msgspec
 
 from .errors import NotChannelOwnerError
 from .identity import SendPort
@@ -20,6 +22,7 @@ from .node import ReceivePortState, current_node, current_process
 __all__ = [
     "MergedPort",
     "ReceivePort",
+    "kind_of",
     "merge_ports_biased",
     "merge_ports_rr",
     "new_chan",
@@ -111,15 +114,37 @@ def merge_ports_rr(ports: Sequence[ReceivePort[T]]) -> ReceivePort[T]:
     return MergedPort(ports, turns=True)
 
 
-def new_chan() -> tuple[SendPort, ReceivePort[Any]]:
-    """A new typed channel owned by the calling process: ``(send_port, receive_port)``."""
+@overload
+def new_chan() -> tuple[SendPort, ReceivePort[Any]]: ...
+@overload
+def new_chan(element: type[T]) -> tuple[SendPort, ReceivePort[T]]: ...
+def new_chan(element: type[Any] | None = None) -> tuple[SendPort, ReceivePort[Any]]:
+    """A new typed channel owned by the calling process: ``(send_port, receive_port)``.
+
+    With *element* (a `Message` subclass or a plain type such as ``int`` or ``str``),
+    the channel takes only that type: `send_chan` of anything else raises `TypeError`
+    at the sender, on any node.
+    """
     node = current_node()
     sp, state = node.new_port(current_process())
+    if element is not None:
+        sp = msgspec.structs.replace(sp, kind=kind_of(element))
     return sp, ReceivePort(node, sp, state)
 
 
+def kind_of(tp: type) -> str:
+    """The name a channel's element type travels under: a message's tag, or a plain
+    type's name."""
+    config = getattr(tp, "__struct_config__", None)
+    tag = getattr(config, "tag", None)
+    return tag if isinstance(tag, str) else tp.__name__
+
+
 def send_chan(port: SendPort, msg: Any) -> None:
-    """Send *msg* on a channel; dropped if its owner has ended."""
+    """Send *msg* on a channel; dropped if its owner has ended. Raises `TypeError` if
+    the channel names its element type and *msg* is not of it."""
+    if port.kind is not None and kind_of(type(msg)) != port.kind:
+        raise TypeError(f"{port!r} takes {port.kind}, not {kind_of(type(msg))}")
     proc = current_process()
     busy = current_node().send_chan(port, msg, proc)
     if busy is not None:

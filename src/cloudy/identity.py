@@ -83,6 +83,8 @@ class SendPort(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.SendPor
 
     pid: ProcessId
     cid: int
+    kind: str | None = None  # the element type's name, if the channel names one
 
     def __repr__(self) -> str:
-        return f"SendPort({self.pid}#{self.cid})"
+        of = f" of {self.kind}" if self.kind else ""
+        return f"SendPort({self.pid}#{self.cid}{of})"
