@@ -18,6 +18,7 @@ from cloudy import (
     DiedException,
     LocalNode,
     NodeId,
+    PortMonitorNotification,
     ProcessExitException,
     ProcessId,
     ProcessMonitorNotification,
@@ -38,6 +39,7 @@ from cloudy import (
     merge_ports_biased,
     merge_ports_rr,
     monitor,
+    monitor_port,
     new_chan,
     receive_chan_timeout,
     register_remote_async,
@@ -425,3 +427,16 @@ async def test_a_channel_that_names_its_type_refuses_others_at_the_sender(
     assert "takes int, not str" in here
     assert there_ok == "sent" and there_bad.startswith("refused:") and "not str" in there_bad
     assert got == [7, 8] and nothing is None
+
+
+async def test_monitor_port_tells_when_the_channel_s_owner_ends(peer: NodeProcess) -> None:
+    async def main() -> tuple[Any, ...]:
+        me = get_self_pid()
+        far, _ = await spawn_channel(peer.node_id, closure(rf.chan_relay, me))
+        ref = await monitor_port(far)
+        send_chan(far, "stop")  # the relay returns: its channel is gone
+        note = await expect(PortMonitorNotification)
+        return note.ref == ref, note.port == far, note.reason
+
+    same_ref, same_port, reason = await run(main)
+    assert same_ref and same_port and type(reason).__name__ == "DiedNormal"

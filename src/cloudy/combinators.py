@@ -2,7 +2,7 @@
 (→ `DidSpawn`), `catches_exit`, the remote `spawn_link_remote`,
 `spawn_monitor_remote`, `spawn_supervised` that cannot lose the child's end, and
 `register_remote_async` / `unregister_remote_async` (→ `RegisterReply`), `forward`,
-`uforward`, `spawn_channel` and `spawn_channel_local`.
+`uforward`, `spawn_channel`, `spawn_channel_local` and `monitor_port`.
 
 They use only the public API: each is what a user could write, written once.
 """
@@ -38,11 +38,13 @@ from .process import (
 
 __all__ = [
     "DidSpawn",
+    "PortMonitorNotification",
     "RegisterReply",
     "SpawnRef",
     "call_local",
     "catches_exit",
     "forward",
+    "monitor_port",
     "register_remote_async",
     "spawn_async",
     "spawn_channel",
@@ -311,3 +313,37 @@ async def spawn_channel_local(
     pid = spawn_local(child)
     got = await receive_wait(match_if(_ChannelOf, lambda c: c.pid == pid, _same))
     return got.port, pid
+
+
+class PortMonitorNotification(Message):
+    """The channel of *port* is gone: the process owning it ended, with *reason*
+    (`monitor_port`)."""
+
+    ref: MonitorRef
+    port: SendPort
+    reason: Any
+
+
+class _Watching(Message):
+    """From a port's watcher: the ref of its monitor (the caller's port monitor ref)."""
+
+    watcher: ProcessId
+    ref: MonitorRef
+
+
+async def monitor_port(port: SendPort) -> MonitorRef:
+    """Be told with a `PortMonitorNotification` when *port*'s channel is gone — its
+    owner ended, or its node was lost (Cloud Haskell's ``monitorPort``)."""
+    caller = get_self_pid()
+
+    async def watch() -> None:
+        ref = monitor(port.pid)
+        send(caller, _Watching(get_self_pid(), ref))
+        note = await receive_wait(
+            match_if(ProcessMonitorNotification, lambda n: n.ref == ref, _same)
+        )
+        send(caller, PortMonitorNotification(ref, port, note.reason))
+
+    watcher = spawn_local(watch)
+    got: _Watching = await receive_wait(match_if(_Watching, lambda w: w.watcher == watcher, _same))
+    return got.ref
