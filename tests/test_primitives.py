@@ -25,6 +25,7 @@ from cloudy import (
     ProcessTerminationException,
     RegisterReply,
     SpawnError,
+    TraceEvent,
     call,
     call_local,
     catches_exit,
@@ -42,7 +43,9 @@ from cloudy import (
     monitor_port,
     new_chan,
     receive_chan_timeout,
+    register,
     register_remote_async,
+    send,
     send_chan,
     spawn,
     spawn_async,
@@ -51,6 +54,8 @@ from cloudy import (
     spawn_local,
     spawn_monitor_remote,
     spawn_supervised,
+    start_tracer,
+    stop_tracer,
     terminate,
     unregister_remote_async,
     whereis_remote,
@@ -440,3 +445,41 @@ async def test_monitor_port_tells_when_the_channel_s_owner_ends(peer: NodeProces
 
     same_ref, same_port, reason = await run(main)
     assert same_ref and same_port and type(reason).__name__ == "DiedNormal"
+
+
+async def test_a_tracer_hears_spawns_deaths_sends_receives_registrations_and_nodes(
+    peer: NodeProcess,
+) -> None:
+    async def tracer(events: list[TraceEvent]) -> None:
+        while True:
+            events.append(await expect(TraceEvent))
+
+    async def worker() -> None:
+        register("worker", get_self_pid())
+        await expect(str)
+
+    async def main() -> list[TraceEvent]:
+        events: list[TraceEvent] = []
+        everything = ("spawned", "died", "sent", "received", "registered", "node_up")
+        start_tracer(tracer, events, kinds=everything)
+        pid = spawn_local(worker)
+        await asyncio.sleep(0.05)
+        send(pid, "go")
+        ref = monitor(pid)
+        await expect(ProcessMonitorNotification)
+        await whereis_remote(peer.node_id, "echo")  # a connection to another node
+        await asyncio.sleep(0.05)
+        stop_tracer()
+        spawn_local(worker)  # not heard: tracing stopped
+        await asyncio.sleep(0.05)
+        assert ref is not None
+        return events
+
+    events = await run(main)
+    kinds = [(e.kind, e.detail) for e in events]
+    workers = [e for e in events if e.kind == "spawned" and e.detail.endswith(".worker")]
+    assert len(workers) == 1  # the second, after stop_tracer, was not heard
+    assert ("registered", "worker") in kinds
+    assert ("sent", "str") in kinds and ("received", "str") in kinds
+    assert any(k == "died" and "DiedNormal" in d for k, d in kinds)
+    assert any(e.kind == "node_up" and e.node == peer.node_id for e in events)

@@ -49,7 +49,16 @@ from .errors import (
     SpawnError,
 )
 from .identity import MonitorRef, NodeId, ProcessId, SendPort
-from .introspection import NodeStats, get_node_stats, get_process_info_remote
+from .introspection import (
+    TRACE_KINDS,
+    NodeStats,
+    TraceEvent,
+    get_node_stats,
+    get_process_info_remote,
+    set_trace_flags,
+    start_tracer,
+    stop_tracer,
+)
 from .links import (
     catch_exit,
     die,
@@ -115,6 +124,7 @@ from .process import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "TRACE_KINDS",
     "Closure",
     "CloudyError",
     "ConnectionRefusedByPeer",
@@ -156,6 +166,7 @@ __all__ = [
     "SendPort",
     "SpawnError",
     "SpawnRef",
+    "TraceEvent",
     "WhereIsReply",
     "call",
     "call_local",
@@ -202,6 +213,7 @@ __all__ = [
     "send_chan",
     "send_many",
     "set_mailbox_limit",
+    "set_trace_flags",
     "spawn",
     "spawn_async",
     "spawn_channel",
@@ -212,6 +224,8 @@ __all__ = [
     "spawn_monitor",
     "spawn_monitor_remote",
     "spawn_supervised",
+    "start_tracer",
+    "stop_tracer",
     "terminate",
     "uforward",
     "unlink",

@@ -1,18 +1,38 @@
 """What a node and its processes look like from anywhere: `get_node_stats` and
 `get_process_info_remote` (Cloud Haskell's ``getNodeStats`` and ``getProcessInfo``),
 answered on the node concerned by a registered function run with `call`, so they
-need no way in of their own (the cookie guards them like any call)."""
+need no way in of their own (the cookie guards them like any call); and tracing —
+`start_tracer`, `set_trace_flags`, `stop_tracer` — which tells one process of a node
+what happens there (`TraceEvent`)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
 from .closure import closure, remotable
 from .identity import NodeId, ProcessId
+from .links import kill
 from .message import Message
 from .messages import ProcessInfo
 from .node import current_node
-from .process import call, get_process_info
+from .node.trace import KINDS, TraceEvent
+from .process import call, get_process_info, spawn_local
 
-__all__ = ["NodeStats", "get_node_stats", "get_process_info_remote"]
+__all__ = [
+    "TRACE_KINDS",
+    "NodeStats",
+    "TraceEvent",
+    "get_node_stats",
+    "get_process_info_remote",
+    "set_trace_flags",
+    "start_tracer",
+    "stop_tracer",
+]
+
+TRACE_KINDS = KINDS
+# What a tracer hears unless told otherwise: everything but each message sent and received.
+DEFAULT_TRACE = frozenset(KINDS - {"sent", "received"})
 
 
 class NodeStats(Message):
@@ -56,3 +76,38 @@ async def get_process_info_remote(pid: ProcessId) -> ProcessInfo | None:
         return get_process_info(pid)
     info: ProcessInfo | None = await call(pid.node, closure(process_info_here, pid))
     return info
+
+
+def start_tracer(
+    fn: Callable[..., Awaitable[Any]], *args: Any, kinds: Iterable[str] = DEFAULT_TRACE
+) -> ProcessId:
+    """Start ``fn(*args)`` as this node's tracer: it receives a `TraceEvent` for each
+    event of *kinds* (`TRACE_KINDS`: spawned, died, sent, received, registered,
+    unregistered, node_up, node_down; all but sent and received by default). One
+    tracer per node: a new one replaces the last. Tracing stops when it ends.
+    Raises `ValueError` for an unknown kind."""
+    pid = spawn_local(fn, *args)
+    node = current_node()
+    try:
+        node.tracer.start(pid, frozenset(kinds))
+    except ValueError:
+        kill(pid, "bad trace kinds")
+        raise
+    node.tracing = node.tracer.sends or node.tracer.receives
+    return pid
+
+
+def set_trace_flags(*kinds: str) -> None:
+    """Trace these *kinds* from now on (to the running tracer; no effect without one)."""
+    node = current_node()
+    tracer = node.tracer
+    if tracer.pid is not None:
+        tracer.start(tracer.pid, frozenset(kinds))
+        node.tracing = tracer.sends or tracer.receives
+
+
+def stop_tracer() -> None:
+    """Stop tracing on this node (the tracer process goes on; it hears no more)."""
+    node = current_node()
+    node.tracer.stop()
+    node.tracing = False

@@ -66,6 +66,7 @@ class Controller:
 
     def frames_received(self, conn: Connection, bodies: list[bytes]) -> None:
         procs = self._table.procs
+        tracer = self._table.tracer
         for body in bodies:
             seen = codec_counter.undecodable
             try:
@@ -84,6 +85,9 @@ class Controller:
                 if type(item) is P.Send:
                     proc = procs.get(item.lid)
                     if proc is not None:
+                        if tracer.receives:
+                            kind = type(item.payload).__name__
+                            tracer.emit("received", proc.pid, node=conn.remote_node, detail=kind)
                         proc.deliver(item.payload)
                         if proc is not last:
                             if last is not None:

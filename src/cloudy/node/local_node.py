@@ -53,6 +53,7 @@ from .requests import Requests
 from .routing import Router
 from .runner import run_process
 from .table import ProcessTable
+from .trace import Tracer
 
 __all__ = [
     "CURRENT_NODE",
@@ -126,6 +127,8 @@ class LocalNode(Router):
         self._ssl = ssl
         self._connect_timeout = connect_timeout
         self._heartbeat_timeout = heartbeat_timeout
+        # whether sends or deliveries are traced: `send` then leaves its fast path
+        self.tracing = False
         self._send_high_water = send_high_water
         self._max_pending_handshakes = max_pending_handshakes
         self._want_logger = logger
@@ -254,12 +257,14 @@ class LocalNode(Router):
         proc.task = asyncio.get_running_loop().create_task(
             run_process(proc, fn, args, self._ended), context=ctx
         )
+        self._table.tracer.emit("spawned", proc.pid, detail=getattr(fn, "__qualname__", ""))
         return proc
 
     def _ended(self, proc: Process, reason: AnyDiedReason) -> None:
         """Everything that follows the end of *proc*: tell monitors and links, clean up."""
         proc.state = ProcessState.DEAD
         pid = proc.pid
+        self._table.tracer.emit("died", pid, detail=repr(reason))
         self._table.procs.pop(pid.lid, None)
         self.registry.process_ended(pid)
         self.monitors.process_ended(pid, reason)
@@ -295,6 +300,11 @@ class LocalNode(Router):
         if fn is None:
             raise SpawnError(f"{clo.name!r} is not in the remote table of {self.node_id}")
         return self._spawn(fn, tuple(clo.args), done)
+
+    @property
+    def tracer(self) -> Tracer:
+        """This node's tracer (`cloudy.start_tracer`)."""
+        return self._table.tracer
 
     def process_count(self) -> int:
         """How many processes live on this node."""
@@ -336,6 +346,7 @@ class LocalNode(Router):
         self._controller.frames_received(conn, bodies)
 
     def connection_up(self, conn: Connection) -> None:
+        self._table.tracer.emit("node_up", node=conn.remote_node)
         self._outbox.connection_up(conn)
 
     def connection_lost(self, conn: Connection, reason: str) -> None:
@@ -345,5 +356,6 @@ class LocalNode(Router):
         self._outbox.connection_busy(conn, busy)
 
     def _node_lost(self, node: NodeId, error: NodeUnreachable) -> None:
+        self._table.tracer.emit("node_down", node=node)
         self.monitors.node_lost(node)
         self._requests.node_lost(node, error)

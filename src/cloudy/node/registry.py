@@ -38,6 +38,7 @@ class Registry:
         if name in self._names:
             raise ProcessRegistrationException(f"{name!r} is already registered")
         self._bind(name, pid)
+        self._table.tracer.emit("registered", pid, detail=name)
 
     def reregister(self, name: str, pid: ProcessId) -> None:
         """Point an already registered *name* at *pid*."""
@@ -50,6 +51,7 @@ class Registry:
         """Remove *name*; raises `ProcessRegistrationException` if it is not registered."""
         if name not in self._names:
             raise ProcessRegistrationException(f"{name!r} is not registered")
+        self._table.tracer.emit("unregistered", self._names[name], detail=name)
         self._unbind(name)
 
     def __len__(self) -> int:

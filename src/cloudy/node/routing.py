@@ -83,6 +83,9 @@ class Router:
 
     def send(self, pid: ProcessId, msg: Any, sender: Process | None = None) -> Busy:
         """Deliver *msg* to *pid*; silently dropped if no such process exists."""
+        tracer = self._table.tracer
+        if tracer.sends or tracer.receives:
+            self._trace(pid, msg, sender)
         if pid.node == self.node_id:
             proc = self._table.procs.get(pid.lid)
             if proc is not None:
@@ -97,6 +100,11 @@ class Router:
 
     def send_many(self, pids: Iterable[ProcessId], msg: Any, sender: Process | None = None) -> Busy:
         """`send` *msg* to each of *pids* in turn, encoding it once for all remote ones."""
+        tracer = self._table.tracer
+        if tracer.sends or tracer.receives:
+            pids = list(pids)
+            for pid in pids:
+                self._trace(pid, msg, sender)
         wire: Any = None
         here = self.node_id
         procs = self._table.procs
@@ -124,6 +132,14 @@ class Router:
                 wire = to_wire(msg)
             busy = enqueue(pid.node, P.Send(pid.lid, wire)) or busy
         return busy
+
+    def _trace(self, pid: ProcessId, msg: Any, sender: Process | None) -> None:
+        """The send of *msg* to *pid*, and its delivery if *pid* is here."""
+        tracer, frm = self._table.tracer, None if sender is None else sender.pid
+        kind = type(msg).__name__
+        tracer.emit("sent", frm, pid, detail=kind)
+        if pid.node == self.node_id and pid.lid in self._table.procs:
+            tracer.emit("received", pid, frm, detail=kind)
 
     def nsend(self, name: str, msg: Any) -> Busy:
         """Send to the process registered locally as *name* (dropped if none)."""

@@ -10,6 +10,7 @@ import itertools
 
 from ..identity import MonitorRef, NodeId, ProcessId
 from .mailbox import Process
+from .trace import Tracer
 
 __all__ = ["ProcessTable"]
 
@@ -17,11 +18,12 @@ __all__ = ["ProcessTable"]
 class ProcessTable:
     """The processes running on one node, by local id."""
 
-    __slots__ = ("_lids", "_refs", "node_id", "procs")
+    __slots__ = ("_lids", "_refs", "node_id", "procs", "tracer")
 
     def __init__(self, node_id: NodeId) -> None:
         self.node_id = node_id
         self.procs: dict[int, Process] = {}
+        self.tracer = Tracer(self.procs)  # every part that sees an event tells it
         self._lids = itertools.count(1)
         self._refs = itertools.count(1)
 
