@@ -231,9 +231,13 @@ async def terminate_slaves(nodes: Iterable[NodeId]) -> None:
     await _confirmed(list(nodes), ask, SlaveTerminated)
 
 
-async def terminate_all_slaves(backend: Backend) -> None:
-    """End every slave found; returns once each confirmed or its connection dropped."""
-    await terminate_slaves(pid.node for pid in await find_slaves(backend))
+async def terminate_all_slaves(
+    backend: Backend,
+    timeout: float = DEFAULT_DISCOVERY_TIMEOUT,  # noqa: ASYNC109 - as find_slaves'
+) -> None:
+    """End every slave that answers discovery within *timeout* s; returns once each
+    confirmed or its connection dropped."""
+    await terminate_slaves(pid.node for pid in await find_slaves(backend, timeout))
 
 
 async def redirect_logs_here(backend: Backend, slave_controllers: Iterable[ProcessId]) -> None:
