@@ -37,12 +37,16 @@ from cloudy import (
     get_process_info_remote,
     get_self_pid,
     kill,
+    match,
+    match_chan,
     merge_ports_biased,
     merge_ports_rr,
     monitor,
     monitor_port,
     new_chan,
     receive_chan_timeout,
+    receive_timeout,
+    receive_wait,
     register,
     register_remote_async,
     send,
@@ -483,3 +487,60 @@ async def test_a_tracer_hears_spawns_deaths_sends_receives_registrations_and_nod
     assert ("sent", "str") in kinds and ("received", "str") in kinds
     assert any(k == "died" and "DiedNormal" in d for k, d in kinds)
     assert any(e.kind == "node_up" and e.node == peer.node_id for e in events)
+
+
+async def test_match_chan_waits_on_a_channel_and_the_mailbox_together() -> None:
+    async def main() -> list[Any]:
+        me = get_self_pid()
+        sp, rp = new_chan()
+        clauses = (match_chan(rp, lambda v: ("chan", v)), match(str, lambda s: ("mail", s)))
+
+        async def later(what: str) -> None:
+            await asyncio.sleep(0.05)
+            if what == "chan":
+                send_chan(sp, 1)
+            else:
+                send(me, "hi")
+
+        got = []
+        for what in ("chan", "mail"):  # whichever comes, while waiting on both
+            spawn_local(later, what)
+            got.append(await receive_wait(*clauses))
+        send(me, "both")
+        send_chan(sp, 2)
+        got.append(await receive_wait(*clauses))  # the channel's clause comes first
+        got.append(await receive_wait(*clauses))
+        got.append(await receive_timeout(0.05, *clauses))  # nothing: times out
+        return got
+
+    assert await run(main) == [("chan", 1), ("mail", "hi"), ("chan", 2), ("mail", "both"), None]
+
+
+async def test_match_chan_passes_on_a_wakeup_it_did_not_use() -> None:
+    """One process waits on channels a and b, another on b alone. Messages on b, then
+    a, wake the first (it waits longest) for b's; it takes a's (its first clause), so
+    the wakeup for b's message must go on to the second."""
+
+    async def both(ra: Any, rb: Any, out: Any) -> None:
+        send_chan(out, await receive_wait(match_chan(ra), match_chan(rb)))
+
+    async def only_b(rb: Any, out: Any) -> None:
+        started = time.monotonic()
+        got = await receive_chan_timeout(rb, 3)  # a lost wakeup: only at the deadline
+        send_chan(out, got if time.monotonic() - started < 2 else "woken too late")
+
+    async def main() -> list[Any]:
+        sa, ra = new_chan()
+        sb, rb = new_chan()
+        out_sp, out_rp = new_chan()
+        spawn_local(both, ra, rb, out_sp)
+        await asyncio.sleep(0.02)
+        spawn_local(only_b, rb, out_sp)
+        await asyncio.sleep(0.02)
+        send_chan(sb, "b")
+        send_chan(sa, "a")
+        first = await receive_chan_timeout(out_rp, 5)
+        second = await receive_chan_timeout(out_rp, 5)
+        return sorted(str(x) for x in (first, second))
+
+    assert await run(main) == ["a", "b"]

@@ -2,6 +2,7 @@
 
 from .channels import (
     ReceivePort,
+    match_chan,
     merge_ports_biased,
     merge_ports_rr,
     new_chan,
@@ -189,6 +190,7 @@ __all__ = [
     "link",
     "match",
     "match_any",
+    "match_chan",
     "match_if",
     "merge_ports_biased",
     "merge_ports_rr",

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, cast, overload
 
 import msgspec
 
 from .errors import NotChannelOwnerError
 from .identity import SendPort
-from .node import ReceivePortState, current_node, current_process
+from .node import Match, ReceivePortState, current_node, current_process
 
 __all__ = [
     "MergedPort",
     "ReceivePort",
     "kind_of",
+    "match_chan",
     "merge_ports_biased",
     "merge_ports_rr",
     "new_chan",
@@ -100,6 +101,14 @@ class MergedPort(ReceivePort[T]):
 
     def _nodes(self) -> list[object]:
         return [node for port in self._ports for node in port._nodes()]
+
+
+def match_chan(port: ReceivePort[T], handler: Callable[[T], Any] = lambda msg: msg) -> Match[Any]:
+    """A clause of `receive_wait` / `receive_timeout` that takes the next message of
+    *port*, so that one receive waits on a channel and the mailbox together (Cloud
+    Haskell's ``matchChan``); *handler* turns it into the result. Channel clauses are
+    tried first, in order, then the mailbox."""
+    return Match(None, None, handler, port)
 
 
 def merge_ports_biased(ports: Sequence[ReceivePort[T]]) -> ReceivePort[T]:

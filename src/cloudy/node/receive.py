@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from .mailbox import CURRENT_PROCESS, REDUCTIONS, Process, current_process
+from .mailbox import CURRENT_PROCESS, REDUCTIONS, Process, ReceivePortState, current_process
 
 __all__ = ["Match", "expect", "receive_all", "take"]
 
@@ -25,26 +25,38 @@ T = TypeVar("T")
 _find_current = CURRENT_PROCESS.get
 
 
+class Source(Protocol):
+    """A channel a clause can take from (`cloudy.match_chan`'s receive port)."""
+
+    def _pop(self) -> tuple[bool, Any]: ...
+
+    def _states(self) -> list[ReceivePortState]: ...
+
+
 class Match(Generic[R]):
     """One clause of a selective receive; build it with `match`, `match_if` or `match_any`."""
 
-    __slots__ = ("handler", "predicate", "type")
+    __slots__ = ("handler", "predicate", "source", "type")
 
     def __init__(
         self,
         tp: type[Any] | None,
         predicate: Callable[[Any], bool] | None,
         handler: Callable[[Any], R | Awaitable[R]],
+        source: Source | None = None,
     ) -> None:
         self.type = tp
         self.predicate = predicate
         self.handler = handler
+        self.source = source  # a channel this clause takes from, not the mailbox
 
     def __repr__(self) -> str:
         name = self.type.__qualname__ if self.type else "any"
         return f"<Match {name}{' if ...' if self.predicate else ''}>"
 
     def accepts(self, msg: Any) -> bool:
+        if self.source is not None:
+            return False  # it takes from its channel only
         if self.type is not None and not isinstance(msg, self.type):
             return False
         return self.predicate is None or bool(self.predicate(msg))
@@ -62,6 +74,9 @@ async def take(
     deadline = None
     if seconds is not None:
         deadline = asyncio.get_running_loop().time() + max(seconds, 0.0)
+    channels = [c for c in clauses if c.source is not None]
+    if channels:
+        return await _take_with_channels(proc, clauses, channels, deadline)
     i = 0
     while True:
         mb = proc.mailbox
@@ -81,6 +96,54 @@ async def take(
                 seconds = 0  # one last look at what came with the deadline
                 continue
             return None
+
+
+async def _take_with_channels(
+    proc: Process,
+    clauses: tuple[Match[Any], ...],
+    channels: list[Match[Any]],
+    deadline: float | None,
+) -> tuple[Any, Match[Any]] | None:
+    """`take` when some clauses take from channels: those first, in clause order, then
+    the mailbox; waiting, it is woken by either."""
+    loop = asyncio.get_running_loop()
+    while True:
+        for clause in channels:
+            assert clause.source is not None
+            found, msg = clause.source._pop()
+            if found:
+                return msg, clause
+        mb = proc.mailbox
+        if mb:
+            for i, msg in enumerate(mb):
+                for clause in clauses:
+                    if clause.accepts(msg):
+                        del mb[i]
+                        return msg, clause
+        if deadline is not None and deadline <= loop.time():
+            return None
+        # a message on any of the channels wakes us as one in the mailbox would
+        poke: asyncio.Future[None] = loop.create_future()
+        poke.add_done_callback(lambda _: _wake_waiter(proc))
+        states = [st for clause in channels for st in clause.source._states()]  # type: ignore[union-attr]
+        for st in states:
+            st.waiters.append(poke)
+        try:
+            await proc.wait(deadline)
+        finally:
+            for st in states:
+                if poke in st.waiters:
+                    st.waiters.remove(poke)
+                elif poke.done() and st.queue:
+                    st.wake_one()  # the wakeup it gave us may be another's: pass it on
+            if not poke.done():
+                poke.cancel()
+
+
+def _wake_waiter(proc: Process) -> None:
+    waiter = proc.waiter
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 async def expect(tp: type[T]) -> T:
