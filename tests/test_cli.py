@@ -52,6 +52,8 @@ def test_bad_durations_are_refused(text: str) -> None:
         (["local", "--send-for", "0"], "longer than zero"),
         (["local", "--slaves", "0"], "at least 1"),
         (["local", "--slaves", "-3"], "at least 1"),
+        (["local", "--slaves", "abc"], "not a whole number: 'abc'"),
+        (["local", "--tokens", "0"], "tokens must be a whole number from 1"),
         (["local", "--model", "bogus"], "invalid choice"),
         (["master", "127.0.0.1", "99999"], "not a port"),
         (["master", "127.0.0.1", "8000", "2000000", "-5", "0"], "microseconds"),
@@ -276,3 +278,10 @@ def test_the_seeds_way_four_cloudy_slaves_and_one_cloudy_master() -> None:
             if slave.poll() is None:
                 slave.kill()
                 slave.wait()
+
+
+def test_version_says_which_cloudy_this_is(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("cloudy 0.")

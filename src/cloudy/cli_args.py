@@ -7,6 +7,7 @@ raises `UsageError` (one line for the user, exit status 2).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import math
 import re
 import sys
@@ -71,6 +72,8 @@ def _whole(low: int, high: float, refusal: str) -> Callable[[str], int]:
     """An argument type: a whole number from *low* to *high*, else *refusal* with the text."""
 
     def whole(text: str) -> int:
+        if not text.removeprefix("-").isdigit() and not refusal.startswith("not "):
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
         if not text.isdigit() or not low <= int(text) <= high:
             raise argparse.ArgumentTypeError(f"{refusal}{text!r}")
         return int(text)
@@ -109,8 +112,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("cloudy")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cloudy", description="The cloudy experiment and its tools.")
+    parser.add_argument("--version", action="version", version=f"cloudy {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def run_options(p: argparse.ArgumentParser) -> None:
