@@ -87,27 +87,21 @@ def start_tracer(
     tracer per node: a new one replaces the last. Tracing stops when it ends.
     Raises `ValueError` for an unknown kind."""
     pid = spawn_local(fn, *args)
-    node = current_node()
     try:
-        node.tracer.start(pid, frozenset(kinds))
+        current_node().tracer.start(pid, frozenset(kinds))
     except ValueError:
         kill(pid, "bad trace kinds")
         raise
-    node.tracing = node.tracer.sends or node.tracer.receives
     return pid
 
 
 def set_trace_flags(*kinds: str) -> None:
     """Trace these *kinds* from now on (to the running tracer; no effect without one)."""
-    node = current_node()
-    tracer = node.tracer
+    tracer = current_node().tracer
     if tracer.pid is not None:
         tracer.start(tracer.pid, frozenset(kinds))
-        node.tracing = tracer.sends or tracer.receives
 
 
 def stop_tracer() -> None:
     """Stop tracing on this node (the tracer process goes on; it hears no more)."""
-    node = current_node()
-    node.tracer.stop()
-    node.tracing = False
+    current_node().tracer.stop()

@@ -111,7 +111,7 @@ def send(pid: ProcessId, msg: Any) -> None:
     if node is None:
         current_node()  # raises NotInProcessError
         return
-    if pid.node is node.node_id and not node.tracing:  # made here: the hot path
+    if pid.node is node.node_id and not node.tracer.messages:  # made here: the hot path
         target = node.processes.get(pid.lid)
         if target is not None:
             mb = target.mailbox

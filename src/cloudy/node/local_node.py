@@ -127,8 +127,6 @@ class LocalNode(Router):
         self._ssl = ssl
         self._connect_timeout = connect_timeout
         self._heartbeat_timeout = heartbeat_timeout
-        # whether sends or deliveries are traced: `send` then leaves its fast path
-        self.tracing = False
         self._send_high_water = send_high_water
         self._max_pending_handshakes = max_pending_handshakes
         self._want_logger = logger
@@ -140,6 +138,9 @@ class LocalNode(Router):
         self.processes = table.procs
         outbox = Outbox(max_frame_size=max_frame_size, own=self._own, lost=self._node_lost)
         super().__init__(table, outbox, Registry(table))
+        # this node's tracer (`cloudy.start_tracer`); while it hears sends or deliveries
+        # (`tracer.messages`), `send` leaves its fast path
+        self.tracer: Tracer = table.tracer
         self.registry.on_remote = self._watch_remote_name
         self.monitors = Monitors(self._table, self._outbox)
         self._requests = Requests(self._table, self._outbox)
@@ -300,11 +301,6 @@ class LocalNode(Router):
         if fn is None:
             raise SpawnError(f"{clo.name!r} is not in the remote table of {self.node_id}")
         return self._spawn(fn, tuple(clo.args), done)
-
-    @property
-    def tracer(self) -> Tracer:
-        """This node's tracer (`cloudy.start_tracer`)."""
-        return self._table.tracer
 
     def process_count(self) -> int:
         """How many processes live on this node."""

@@ -83,8 +83,7 @@ class Router:
 
     def send(self, pid: ProcessId, msg: Any, sender: Process | None = None) -> Busy:
         """Deliver *msg* to *pid*; silently dropped if no such process exists."""
-        tracer = self._table.tracer
-        if tracer.sends or tracer.receives:
+        if self._table.tracer.messages:
             self._trace(pid, msg, sender)
         if pid.node == self.node_id:
             proc = self._table.procs.get(pid.lid)
@@ -100,8 +99,7 @@ class Router:
 
     def send_many(self, pids: Iterable[ProcessId], msg: Any, sender: Process | None = None) -> Busy:
         """`send` *msg* to each of *pids* in turn, encoding it once for all remote ones."""
-        tracer = self._table.tracer
-        if tracer.sends or tracer.receives:
+        if self._table.tracer.messages:
             pids = list(pids)
             for pid in pids:
                 self._trace(pid, msg, sender)

@@ -41,13 +41,14 @@ class TraceEvent(Message):
 class Tracer:
     """The node's tracer: who gets the events, and which kinds."""
 
-    __slots__ = ("kinds", "pid", "procs", "receives", "sends")
+    __slots__ = ("kinds", "messages", "pid", "procs", "receives", "sends")
 
     def __init__(self, procs: dict[int, Process]) -> None:
         self.procs = procs
         self.pid: ProcessId | None = None
         self.kinds: frozenset[str] = frozenset()
-        self.sends = self.receives = False  # read on every send and delivery
+        # read on every send and delivery: `messages` is `sends or receives`
+        self.sends = self.receives = self.messages = False
 
     def start(self, pid: ProcessId, kinds: frozenset[str]) -> None:
         unknown = kinds - KINDS
@@ -55,10 +56,11 @@ class Tracer:
             raise ValueError(f"unknown trace kinds {sorted(unknown)} (known: {sorted(KINDS)})")
         self.pid, self.kinds = pid, kinds
         self.sends, self.receives = "sent" in kinds, "received" in kinds
+        self.messages = self.sends or self.receives
 
     def stop(self) -> None:
         self.pid, self.kinds = None, frozenset()
-        self.sends = self.receives = False
+        self.sends = self.receives = self.messages = False
 
     def emit(
         self,
