@@ -164,6 +164,11 @@ async def _held(name: str, args: list[Any]) -> Any:
     go = await expect(_Go)
     if go.parent is not None:
         link(go.parent)
+    return await _run_registered(name, args)
+
+
+async def _run_registered(name: str, args: list[Any]) -> Any:
+    """Run the function registered as *name* on this node with *args*; its result."""
     fn = current_node().remote_table.lookup(name)
     if fn is None:
         raise CloudyError(f"{name!r} is not in the remote table of {current_node().node_id}")
@@ -280,13 +285,7 @@ async def channel_child(name: str, args: list[Any], parent: ProcessId) -> Any:
     *name* with *args* and the receive port (what `spawn_channel` starts)."""
     sp, rp = new_chan()
     send(parent, _ChannelOf(get_self_pid(), sp))
-    fn = current_node().remote_table.lookup(name)
-    if fn is None:
-        raise CloudyError(f"{name!r} is not in the remote table of {current_node().node_id}")
-    result = fn(*args, rp)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
+    return await _run_registered(name, [*args, rp])
 
 
 async def spawn_channel(node: NodeId, clo: Closure) -> tuple[SendPort, ProcessId]:
@@ -294,8 +293,7 @@ async def spawn_channel(node: NodeId, clo: Closure) -> tuple[SendPort, ProcessId
     the channel's send port and the pid (Cloud Haskell's ``spawnChannel``)."""
     me = get_self_pid()
     pid = await spawn(node, closure(channel_child, clo.name, list(clo.args), me))
-    got = await receive_wait(match_if(_ChannelOf, lambda c: c.pid == pid, _same))
-    return got.port, pid
+    return await _channel_of(pid), pid
 
 
 async def spawn_channel_local(
@@ -311,8 +309,13 @@ async def spawn_channel_local(
         return await fn(*args, rp)
 
     pid = spawn_local(child)
-    got = await receive_wait(match_if(_ChannelOf, lambda c: c.pid == pid, _same))
-    return got.port, pid
+    return await _channel_of(pid), pid
+
+
+async def _channel_of(pid: ProcessId) -> SendPort:
+    """The send port of the channel that child *pid* made and sent us (`_ChannelOf`)."""
+    got: _ChannelOf = await receive_wait(match_if(_ChannelOf, lambda c: c.pid == pid, _same))
+    return got.port
 
 
 class PortMonitorNotification(Message):
