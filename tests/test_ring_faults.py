@@ -63,22 +63,30 @@ def end(procs: list[subprocess.Popen[str]]) -> None:
             proc.wait()
 
 
-@pytest.fixture
-def seeds_way() -> Iterator[tuple[list[subprocess.Popen[str]], dict[str, str], str]]:
-    """Four `cloudy slave`s on a private discovery port and cookie (a lost peer is
-    noticed within 2 s)."""
+def start_slaves(
+    *options: str,
+) -> tuple[list[subprocess.Popen[str]], dict[str, str], str]:
+    """Four `cloudy slave`s (with *options*) on a private discovery port and cookie (a
+    lost peer is noticed within 2 s); the caller ends them."""
     discovery = str(free_port(socket.SOCK_DGRAM))
     env = dict(os.environ, CLOUDY_COOKIE=f"faults-{discovery}")
     slaves = [
         start(
             [
-                *("slave", "127.0.0.1", str(free_port())),
+                *("slave", "127.0.0.1", str(free_port()), *options),
                 *("--discovery-port", discovery, "--detect", "2s"),
             ],
             env,
         )
         for _ in range(4)
     ]
+    return slaves, env, discovery
+
+
+@pytest.fixture
+def seeds_way() -> Iterator[tuple[list[subprocess.Popen[str]], dict[str, str], str]]:
+    """`start_slaves`, ended by PID afterwards."""
+    slaves, env, discovery = start_slaves()
     try:
         yield slaves, env, discovery
     finally:
@@ -256,18 +264,7 @@ def node_of(heart: subprocess.Popen[str], timeout: float = 10.0) -> int:
 def test_a_slave_killed_is_restarted_by_its_heart_and_rejoins_with_the_same_result(
     kill_in: str,
 ) -> None:
-    discovery = str(free_port(socket.SOCK_DGRAM))
-    env = dict(os.environ, CLOUDY_COOKIE=f"rejoin-{discovery}")
-    hearts = [
-        start(
-            [
-                *("slave", "127.0.0.1", str(free_port()), "--heart"),
-                *("--discovery-port", discovery, "--detect", "2s"),
-            ],
-            env,
-        )
-        for _ in range(4)
-    ]
+    hearts, env, discovery = start_slaves("--heart")
     master = None
     try:
         outs = [Reader(h.stdout) for h in hearts]
