@@ -37,21 +37,54 @@ __all__ = ["ring_slave"]
 SEND = PhaseName.SEND
 GRACE = PhaseName.GRACE
 REPAIRS = (Relay, CatchUp, CaughtUp)
+# Our broadcasts reach the next sender (who answers them) at once, and the other
+# members in one `Msgs` every this many: they only confirm them, so the ring's pace
+# does not wait on their wake-ups.
+BATCH = 16
+
+
+class _Later:
+    """Our broadcasts not yet sent to the members that do not answer them."""
+
+    __slots__ = ("first", "indices", "values")
+
+    def __init__(self) -> None:
+        self.first = 0
+        self.indices: list[int] = []
+        self.values: list[float] = []
+
+    def add(self, first: int, indices: list[int], values: list[float]) -> None:
+        if not self.indices:
+            self.first = first
+        self.indices += indices
+        self.values += values
+
+    def flush(self, me: int, to: list[ProcessId], books: Ledger) -> None:
+        """Send what is held to *to*, with our latest confirmations and approval."""
+        if self.indices and to:
+            recv_upto = list(books.recv_upto)
+            send_many(
+                to, Msgs(me, self.first, self.indices, self.values, recv_upto, books.my_approved)
+            )
+        self.indices, self.values = [], []
 
 
 def _ring_over(
     peers: list[ProcessId], me: int, alive: set[int], senders: set[int]
-) -> tuple[int, list[ProcessId], list[ProcessId]]:
-    """Our left neighbour among the *senders* (-1 if we carry no token), whom we
-    broadcast to (every live member, our right neighbour first: it reacts, so it sets
-    the pace, and us last), and the others."""
+) -> tuple[int, list[ProcessId], list[ProcessId], list[ProcessId]]:
+    """Our left neighbour among the *senders* (-1 if we carry no token); whom each
+    broadcast reaches at once (the next sender, who answers it: us if we are the only
+    one); whom it reaches in batches (every other live member); and every live member
+    but us."""
     n = len(peers)
-    left = -1
+    left, at_once = -1, []
     if me in senders:
         left = next(p % n for p in range(me - 1, me - n - 1, -1) if p % n in senders)
-    broadcast_order = [peers[(me + k) % n] for k in range(1, n + 1) if (me + k) % n in alive]
+        right = next(p % n for p in range(me + 1, me + n + 1) if p % n in senders)
+        at_once.append(peers[right])
+    later = [peers[p] for p in sorted(alive) if p != me and peers[p] not in at_once]
     others = [peers[p] for p in sorted(alive) if p != me]
-    return left, broadcast_order, others
+    return left, at_once, later, others
 
 
 @remotable
@@ -67,7 +100,8 @@ async def _run(setup: Setup) -> None:
     me, seed, tokens = setup.position, setup.seed, setup.tokens
     books = Ledger(len(setup.peers), me, tokens)
     run = SlaveRun(setup, books)
-    left, broadcast_order, others = _ring_over(run.peers, me, run.alive, run.senders)
+    left, at_once, later, others = _ring_over(run.peers, me, run.alive, run.senders)
+    held = _Later()
     total = partial(sum_in_order, value=books.values.__getitem__)
     run.ready("ring")
     senders = run.senders  # (a local: read for every message)
@@ -110,11 +144,10 @@ async def _run(setup: Setup) -> None:
                         if t is CaughtUp:  # its sender counts us in now: tell it
                             sent_state = ((), 0)
                 elif t is Members:
+                    held.flush(me, later, books)  # to whom we owed them
                     _, joined, gone = run.members(msg)
                     senders = run.senders
-                    left, broadcast_order, others = _ring_over(
-                        run.peers, me, run.alive, run.senders
-                    )
+                    left, at_once, later, others = _ring_over(run.peers, me, run.alive, run.senders)
                     for d in sorted(gone):
                         send_many(others, books.relay(d))
                     for j in sorted(joined - {me}):
@@ -144,16 +177,28 @@ async def _run(setup: Setup) -> None:
                     index = forward[0]
                     value = m(seed, index)
                     seq = books.generate(index, value)
-                    send_many(broadcast_order, Msg(index, value, me, seq, recv_upto, approved))
+                    one = Msg(index, value, me, seq, recv_upto, approved)
+                    send_many(at_once, one)
+                    if left != me:  # (alone, we answer our own, through our mailbox)
+                        books.take_msg(one)
+                    if later:
+                        held.add(seq, [index], [value])
                 else:  # several tokens at once: one frame, so they travel on together
                     values = [m(seed, index) for index in forward]
                     first = books.sent + 1
                     for index, value in zip(forward, values, strict=True):
                         books.generate(index, value)
                     out = Msgs(me, first, forward, values, recv_upto, approved)
-                    send_many(broadcast_order, out)
+                    send_many(at_once, out)
+                    if left != me:
+                        books.take_msgs(out)
+                    if later:
+                        held.add(first, forward, values)
+                if len(held.indices) >= BATCH:
+                    held.flush(me, later, books)
                 sent_state = (tuple(books.recv_upto), books.my_approved)
             elif (run.phase >= GRACE or me in run.passive) and others:
+                held.flush(me, later, books)
                 state = (tuple(books.recv_upto), books.my_approved)
                 if state != sent_state:
                     sent_state = state
