@@ -1,7 +1,8 @@
 """The cloudy experiment's three models side by side: ring, pipelined and stream.
 
 Run by hand: ``.venv/bin/python benchmarks/models.py [--runs 3] [--slaves 4]`` or, for
-the rate against the number of slaves, ``... --scaling [--slaves-list 1,2,4,8,16]``.
+the rate against the number of slaves, ``... --scaling [--slaves-list 1,2,4,8,16]``
+(``--plot FILE`` draws it too: needs cloudy[plot]).
 Each run is ``cloudy local --json --slaves S --send-for 2s --wait-for 1s --with-seed R
 --model M`` (R counts up from ``--seed``, one seed per run); ``--models`` picks the
 models, ``--tokens`` and ``--window`` are passed on to the pipelined and stream models.
@@ -41,6 +42,7 @@ from typing import IO, Any
 
 from _common import stop_child
 
+from cloudy.plot import PlotError, check_path, draw_scaling
 from cloudy.ring import expected_result
 from cloudy.ring.stream import DEFAULT_WINDOW
 
@@ -391,6 +393,17 @@ def scaling(models: list[str], args: argparse.Namespace) -> bool:
     each = "1 run each" if args.runs == 1 else f"median of {args.runs}"
     slaves = ", ".join(map(str, counts))
     print("  ".join(rows) + f"  (msgs/s with {slaves} slaves, {each})")
+    if args.plot:
+        rates: dict[str, dict[int, list[float]]] = {m: {n: [] for n in counts} for m in models}
+        for r in runs:
+            if r.ok:
+                rates[r.model][r.slaves].append(r.rate)
+        title = f"agreed rate against slaves ({each}; send {args.send_for}, wait {args.wait_for})"
+        try:
+            draw_scaling(rates, args.plot, title)
+            print(f"wrote {args.plot}", file=sys.stderr)
+        except PlotError as e:
+            print(f"no picture: {e}", file=sys.stderr)
     return all(r.ok for r in runs)
 
 
@@ -403,6 +416,7 @@ def main() -> int:
     parser.add_argument("--slaves", type=int, default=4, help="slaves (4)")
     parser.add_argument("--scaling", action="store_true", help="rate against slaves")
     parser.add_argument("--slaves-list", default="1,2,4,8,16", help="for --scaling")
+    parser.add_argument("--plot", metavar="FILE", help="with --scaling: draw it (.png)")
     parser.add_argument("--tokens", type=int, help="for pipelined (cloudy's default: 4)")
     parser.add_argument("--window", type=int, help=f"for stream ({DEFAULT_WINDOW})")
     parser.add_argument("--send-for", default="2s")
@@ -414,6 +428,13 @@ def main() -> int:
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         parser.error(f"--models: choose among {', '.join(MODELS)}, not {args.models!r}")
+    if args.plot:
+        if not args.scaling:
+            parser.error("--plot draws the rate against slaves: add --scaling")
+        try:
+            check_path(args.plot)
+        except PlotError as e:
+            parser.error(f"--plot: {e}")
     if args.runs is None:
         args.runs = 1 if args.scaling else 3
     tokens = args.tokens if args.tokens is not None else 4

@@ -36,6 +36,7 @@ from .faults import Fault, FaultInjector, Victim, plan_faults
 from .heart import describe_status, keep_running
 from .identity import NodeId
 from .local import LocalSlaves, SlaveOutcome, cloudy_command, exit_with_stdin
+from .plot import picture
 from .ring.master import ExperimentError, Params, Progress, Report, run_experiment
 from .ring.result import expected_result
 
@@ -213,6 +214,7 @@ def cmd_master(args: argparse.Namespace) -> int:
     with _progress_display(params) as progress:
         report = run(_master(args.host, args.port, params, args.slaves, options, progress))
     _print_report(report, args.json, sys.stdout)
+    picture(args.plot, report)
     return 0 if report.agree else 1
 
 
@@ -237,9 +239,11 @@ def cmd_local(args: argparse.Namespace) -> int:
                     )
         if report is None:  # the master was killed: the slaves finished without it
             slaves.finish(0.0)
+            picture(args.plot, None)
             return _print_outcomes(slaves.outcomes(), params, args.json, sys.stdout)
         slaves.finish()
         _print_report(report, args.json, sys.stdout)
+        picture(args.plot, report)
         return 0 if report.agree else 1
 
 

@@ -18,6 +18,7 @@ from .backend import simplelocalnet as sl
 from .faults import parse_freeze
 from .heart import DEFAULT_INTENSITY, Intensity, parse_intensity
 from .identity import NodeId
+from .plot import PlotError, check_path
 from .ring.model import MODELS
 from .ring.stream import DEFAULT_WINDOW
 
@@ -100,6 +101,13 @@ def _freeze(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _plot(text: str) -> str:
+    try:
+        return check_path(text)
+    except PlotError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _peers(text: str) -> list[NodeId]:
     try:
         return sl.parse_peers(text)
@@ -143,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
             f"(default: {DEFAULT_WINDOW})",
         )
         p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+        p.add_argument(
+            "--plot", type=_plot, metavar="FILE", help="draw the run to FILE (.png; cloudy[plot])"
+        )
 
     def detect_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -271,4 +282,5 @@ _VALUE_FLAGS = {
     "--kill-master-at",
     "--freeze-master-at",
     "--fault-slave",
+    "--plot",
 }

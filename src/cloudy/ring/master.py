@@ -15,6 +15,9 @@ while a majority lives. The ring processes are children of a supervisor of the
 master's (one_for_one, transient): one that is lost is started again on its node
 once that is back (its heart restarts it); the new process says `Hello`, and during
 SEND or GRACE it rejoins as a passive member (`slave.py` says what that means).
+
+The report carries the run's timeline (`timeline`): each slave's agreed count over
+time, the phases and the slaves lost and rejoined, in seconds since the run began.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from .protocol import (
     Ready,
     Setup,
 )
+from .timeline import Event, Timeline
 
 __all__ = ["ExperimentError", "Params", "Progress", "Report", "SlaveReport", "run_experiment"]
 
@@ -81,6 +85,9 @@ class SlaveReport(msgspec.Struct, frozen=True):
     sum: float
     cpu_s: float = 0.0
     ahead: int = 0  # the most it ran ahead of its approvals (the stream model's window)
+    # its agreed count over time, on the run's clock (`timeline`); None: not collected
+    # (an older slave)
+    timeline: Timeline | None = None
 
 
 class Report(msgspec.Struct, frozen=True):
@@ -102,6 +109,8 @@ class Report(msgspec.Struct, frozen=True):
     lost: list[str] = msgspec.field(default_factory=list)
     # slaves lost during the run whose node came back: their ring process rejoined
     rejoined: list[str] = msgspec.field(default_factory=list)
+    # the phases and faults, on the run's clock (seconds since the run began)
+    events: list[Event] = msgspec.field(default_factory=list)
 
 
 Progress = Callable[[str, float, int], None]
@@ -124,16 +133,22 @@ async def run_experiment(
         raise ExperimentError("no slaves to run the experiment on")
     model = get_model(params.model)
     nodes = sorted(slaves, key=lambda n: (n.host, n.port))
+    started = time.monotonic()  # the run's clock
     progress("START", 0.0, 0)
     sup, ring = await _start_ring(model, nodes, get_self_pid())
     try:
-        return await _run(model, nodes, params, progress, ring)
+        return await _run(model, nodes, params, progress, ring, started)
     finally:
         exit_process(sup, "shutdown")  # stops a ring process that is still starting
 
 
 async def _run(
-    model: Model, nodes: list[NodeId], params: Params, progress: Progress, ring: list[ProcessId]
+    model: Model,
+    nodes: list[NodeId],
+    params: Params,
+    progress: Progress,
+    ring: list[ProcessId],
+    started: float,
 ) -> Report:
     n = len(nodes)
     setup = Setup(
@@ -146,9 +161,10 @@ async def _run(
         tokens=model.tokens(params.tokens),
         window=params.window,
     )
-    monitors = Membership(ring, setup, model.rejoins)
+    monitors = Membership(ring, setup, model.rejoins, started, [str(node) for node in nodes])
     for pos, pid in enumerate(ring):
         send(pid, msgspec.structs.replace(setup, position=pos))
+    monitors.setup_at = [monitors.now()] * n
     await _collect(Ready, n, monitors)
 
     await _phase(ring, PhaseName.SEND, monitors)
@@ -173,8 +189,9 @@ async def _run(
     outcomes = await _collect(Outcome, n, monitors, finished=True)
     if monitors.lost:  # one left out may come back (woken, restarted) and finish late
         await _wait_for_late(monitors, LATE_WAIT)
+    monitors.note("END")
     outcomes.sort(key=lambda o: o.position)
-    results = [SlaveReport(str(o.node), o.count, o.sum, o.cpu_s, o.ahead) for o in outcomes]
+    results = [_slave_report(o, monitors.setup_at[o.position]) for o in outcomes]
     first = results[0]
     agree = all(r.count == first.count and r.sum == first.sum for r in results)
     return Report(
@@ -192,7 +209,15 @@ async def _run(
         master_cpu_s=time.process_time(),
         lost=[str(nodes[pos]) for pos in sorted(monitors.lost)],
         rejoined=[str(nodes[pos]) for pos in sorted(monitors.passive)],
+        events=monitors.events,
     )
+
+
+def _slave_report(o: Outcome, setup_at: float) -> SlaveReport:
+    """A slave's `Outcome`, its timeline moved onto the run's clock (it counts from
+    the slave's `Setup`, sent *setup_at* s into the run)."""
+    timeline = None if o.timeline is None else o.timeline.shifted(setup_at)
+    return SlaveReport(str(o.node), o.count, o.sum, o.cpu_s, o.ahead, timeline)
 
 
 async def _start_ring(
@@ -221,6 +246,7 @@ async def _start_ring(
 
 async def _phase(ring: list[ProcessId], phase: PhaseName, members: Membership) -> list[PhaseAck]:
     members.phase = phase
+    members.note(phase.name)
     for pos in sorted(members.alive):
         send(ring[pos], Phase(phase))
     return await _collect(

@@ -5,14 +5,21 @@ around it, while a majority of the senders lives. A new ring process for a lost
 position (its node came back) says `Hello`; during SEND and GRACE, for a model that
 rejoins, it is given a `Setup` naming the members and the phase, and once `Ready`
 it rejoins as a passive member.
+
+It keeps the run's clock (seconds since *started*): when each position's latest
+`Setup` was sent (a slave's timeline counts from it), and the phases and faults as
+`Event`s.
 """
 
 from __future__ import annotations
+
+import time
 
 import msgspec
 
 from .. import CloudyError, ProcessId, ProcessMonitorNotification, monitor, say, send
 from .protocol import Hello, Members, Phase, PhaseName, Ready, Setup
+from .timeline import Event
 
 STOP = PhaseName.STOP
 
@@ -28,7 +35,9 @@ class Membership:
     dead one (`Members` to the others) while a majority of the senders lives, and a
     new ring process for a lost position rejoins it (passive) during SEND and GRACE."""
 
-    def __init__(self, ring: list[ProcessId], setup: Setup, rejoins: bool) -> None:
+    def __init__(
+        self, ring: list[ProcessId], setup: Setup, rejoins: bool, started: float, names: list[str]
+    ) -> None:
         self.ring = ring
         self.setup = setup
         self.rejoins = rejoins
@@ -39,6 +48,17 @@ class Membership:
         self.rejoining = False  # whether a new ring process may rejoin now
         self.phase = PhaseName.START
         self.joining: dict[int, ProcessId] = {}  # sent a Setup, awaiting its Ready
+        self.started, self.names = started, names
+        self.events = [Event("START", 0.0)]
+        self.setup_at = [0.0] * len(ring)  # when each position's latest Setup was sent
+
+    def now(self) -> float:
+        """Seconds since the run began."""
+        return round(time.monotonic() - self.started, 4)
+
+    def note(self, what: str, pos: int | None = None) -> None:
+        """An `Event` now: a phase, or what happened to the slave at *pos*."""
+        self.events.append(Event(what, self.now(), "" if pos is None else self.names[pos]))
 
     def died(self, note: ProcessMonitorNotification, answered: set[int]) -> None:
         pos = self.refs.pop(note.ref, None)
@@ -48,6 +68,7 @@ class Membership:
         self.alive.discard(pos)
         self.passive.discard(pos)
         self.lost.add(pos)
+        self.note("lost", pos)
         senders = len(self.alive - self.passive)
         if senders < len(self.ring) // 2 + 1:
             raise ExperimentError(
@@ -68,7 +89,9 @@ class Membership:
             setup = msgspec.structs.replace(
                 self.setup, peers=ring, position=pos, alive=late, passive=[pos], phase=STOP
             )
+            self.note("late", pos)
             send(msg.pid, setup)
+            self.setup_at[pos] = self.now()
             return
         if not (self.rejoins and self.rejoining):
             return  # this model does not rejoin, or the run is settling
@@ -82,6 +105,7 @@ class Membership:
             self.setup, peers=ring, position=pos, alive=alive, passive=passive, phase=self.phase
         )
         send(msg.pid, setup)
+        self.setup_at[pos] = self.now()
 
     def ready(self, msg: Ready) -> bool:
         """A `Ready`: True if it is a rejoining process's (which then joins)."""
@@ -93,6 +117,7 @@ class Membership:
         self.alive.add(pos)
         self.passive.add(pos)
         self.lost.discard(pos)
+        self.note("rejoined", pos)
         say(f"slave {msg.node} rejoins the ring at position {pos}")
         self._tell()
         send(pid, Phase(self.phase))  # answered like the others' (a collect may wait for it)

@@ -24,6 +24,7 @@ import enum
 import msgspec
 
 from .. import Message, NodeId, ProcessId
+from .timeline import Timeline
 
 __all__ = [
     "Ack",
@@ -146,7 +147,9 @@ class PollReply(Message):
 
 
 class Outcome(Message):
-    """A slave's result; *cpu_s* is the CPU time its OS process has used so far."""
+    """A slave's result; *cpu_s* is the CPU time its OS process has used so far.
+
+    *timeline*: its agreed count over time (`timeline`); None from an older slave."""
 
     position: int
     node: NodeId
@@ -154,6 +157,7 @@ class Outcome(Message):
     sum: float
     cpu_s: float
     ahead: int = 0  # the most messages it ran ahead of its approvals (its window held)
+    timeline: Timeline | None = None
 
 
 # --- slave <-> slave ----------------------------------------------------------------

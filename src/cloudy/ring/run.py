@@ -57,6 +57,7 @@ from .protocol import (
     Wake,
 )
 from .result import RingResult
+from .timeline import Sampler
 
 __all__ = ["Books", "SlaveRun", "join_run"]
 
@@ -159,6 +160,8 @@ class SlaveRun:
         self.voters: list[ProcessId] = [self.peers[p] for p in sorted(self.alive)]
         self.fetching = 0.0  # since when we ask for messages we lack (0: we do not)
         self.verdict_name = f"{VERDICT_NAME}@{self.master}"
+        # the approved prefix over time, on a timer (`timeline`): nothing per message
+        self.sampler = Sampler(lambda: books.prefix)
 
     def ready(self, model: str) -> None:
         monitor(self.master)
@@ -335,6 +338,7 @@ class SlaveRun:
                     "(it was left out of the ring) and no other slave sent it"
                 )
             return
+        timeline = self.sampler.stop(count)  # decided now (the sum may take a while)
         # millions of additions take a while: in a thread, so that this node's loop
         # goes on (its heartbeat above all: a silent node would be declared lost)
         result = RingResult(count, await asyncio.to_thread(total, count))
@@ -346,8 +350,8 @@ class SlaveRun:
         say(line)
         self.said = self.ended = True
         if not self.masterless:
-            cpu, ahead = time.process_time(), self.books.ahead
-            send(self.master, Outcome(self.me, get_self_node(), count, result.sum, cpu, ahead))
+            cpu, ahead, node = time.process_time(), self.books.ahead, get_self_node()
+            send(self.master, Outcome(self.me, node, count, result.sum, cpu, ahead, timeline))
         # keep the verdict for a slave that was left out and wakes late; let a new run
         # in at once (it need not wait for that)
         spawn_local(_keep_verdict, self.verdict_name, count, self.books)
@@ -362,5 +366,6 @@ class SlaveRun:
 
     def last_word(self) -> None:
         """Called as the process ends: an undecided slave says so."""
+        self.sampler.stop()
         if not self.said and self.phase >= SEND:
             say_no_result("it ended before the cut was decided")
