@@ -1,13 +1,15 @@
-"""Shared by the benchmarks: the event loop runner, and RSS."""
+"""Shared by the benchmarks: the event loop runner, RSS, arguments, and a child's stderr."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import math
 import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -70,3 +72,41 @@ async def serve_node(cookie: str, name: str, fn: Callable[[], Awaitable[None]]) 
         node.register(name, node.fork_process(fn))
         print("ready", node.node_id.port, flush=True)
         await asyncio.Event().wait()
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``PROG: WHAT (see PROG --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def whole(low: int, high: float = math.inf) -> Callable[[str], int]:
+    """An argument type: a whole number from *low* to *high*."""
+    span = f"from {low}" if high == math.inf else f"from {low} to {int(high)}"
+
+    def parse(text: str) -> int:
+        if not text.strip().lstrip("-").isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"not a whole number {span}: {text!r}")
+        return int(text)
+
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argument type: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or value == math.inf:
+        raise argparse.ArgumentTypeError(f"not a number of seconds above zero: {text!r}")
+    return value
+
+
+def stderr_tail(stderr: str, lines: int = 15) -> str:
+    """The last *lines* lines of a child's *stderr*, indented, for a failure message."""
+    tail = stderr.rstrip("\n").splitlines()[-lines:]
+    if not tail:
+        return "  (it wrote nothing on stderr)"
+    return "\n".join(f"  | {line}" for line in tail)

@@ -40,8 +40,9 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from _common import stop_child
+from _common import Parser, positive, stop_child, whole
 
+from cloudy.cli_args import parse_duration
 from cloudy.plot import PlotError, check_path, draw_scaling
 from cloudy.ring import expected_result
 from cloudy.ring.stream import DEFAULT_WINDOW
@@ -49,6 +50,15 @@ from cloudy.ring.stream import DEFAULT_WINDOW
 MODELS = ("ring", "pipelined", "stream")
 SAMPLE_EVERY = 0.05
 STDERR_TAIL = 15
+
+
+def duration(text: str) -> str:
+    """An argument type: a duration cloudy accepts (kept as written, for its command line)."""
+    try:
+        parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _parse_list(text: str) -> list[str]:
@@ -267,6 +277,10 @@ def judge(run: Run, status: int | None, stdout: str) -> str:
         run.report = json.loads(stdout)
     except ValueError:
         return f"FAILED: exit status {status}, no JSON report"
+    if run.report is not None and run.report.get("ok") is False:  # cloudy says why
+        failure = f"FAILED: exit status {status}: {run.report.get('error')}"
+        run.report = None
+        return failure
     if not run.report["agree"]:
         return "FAILED: the slaves disagree"
     expected = expected_result(run.seed, run.count).sum
@@ -373,7 +387,7 @@ def compare(models: list[str], args: argparse.Namespace) -> bool:
 
 
 def scaling(models: list[str], args: argparse.Namespace) -> bool:
-    counts = [int(n) for n in _parse_list(args.slaves_list)]
+    counts: list[int] = args.slaves_list
     plan = [(m, n) for n in counts for _ in range(args.runs) for m in models]
     runs = run_all(plan, args)
 
@@ -408,21 +422,19 @@ def scaling(models: list[str], args: argparse.Namespace) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS), help="comma list (all three)")
-    parser.add_argument("--runs", type=int, help="runs of each model (3; with --scaling: 1)")
-    parser.add_argument("--slaves", type=int, default=4, help="slaves (4)")
+    parser.add_argument("--runs", type=whole(1), help="runs of each model (3; with --scaling: 1)")
+    parser.add_argument("--slaves", type=whole(1), default=4, help="slaves (4)")
     parser.add_argument("--scaling", action="store_true", help="rate against slaves")
     parser.add_argument("--slaves-list", default="1,2,4,8,16", help="for --scaling")
     parser.add_argument("--plot", metavar="FILE", help="with --scaling: draw it (.png)")
-    parser.add_argument("--tokens", type=int, help="for pipelined (cloudy's default: 4)")
-    parser.add_argument("--window", type=int, help=f"for stream ({DEFAULT_WINDOW})")
-    parser.add_argument("--send-for", default="2s")
-    parser.add_argument("--wait-for", default="1s")
+    parser.add_argument("--tokens", type=whole(1, 1024), help="for pipelined (cloudy's default: 4)")
+    parser.add_argument("--window", type=whole(1, 1 << 24), help=f"for stream ({DEFAULT_WINDOW})")
+    parser.add_argument("--send-for", type=duration, default="2s")
+    parser.add_argument("--wait-for", type=duration, default="1s")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first run (0)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="per run, s (120)")
+    parser.add_argument("--timeout", type=positive, default=120.0, help="per run, s (120)")
     args = parser.parse_args()
     models = _parse_list(args.models)
     unknown = [m for m in models if m not in MODELS]
@@ -435,6 +447,14 @@ def main() -> int:
             check_path(args.plot)
         except PlotError as e:
             parser.error(f"--plot: {e}")
+    if parse_duration(args.send_for) == 0:
+        parser.error("argument --send-for: the send period must be longer than zero")
+    try:
+        args.slaves_list = [whole(1)(n) for n in _parse_list(args.slaves_list)]
+    except argparse.ArgumentTypeError as e:
+        parser.error(f"argument --slaves-list: {e}")
+    if not args.slaves_list:
+        parser.error("argument --slaves-list: give at least one number of slaves")
     if args.runs is None:
         args.runs = 1 if args.scaling else 3
     tokens = args.tokens if args.tokens is not None else 4

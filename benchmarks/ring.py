@@ -7,17 +7,19 @@ anchor (16,500 agreed msgs/s on this machine) and the CPU seconds of every node.
 
 from __future__ import annotations
 
-import argparse
 import json
+import re
 import subprocess
 import sys
+
+from _common import Parser, stderr_tail, whole
 
 ERLANG_MSGS_PER_S = 16_500.0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--slaves", default="4")
+    parser = Parser(description=__doc__)
+    parser.add_argument("--slaves", type=whole(1), default=4)
     parser.add_argument("--send-for", default="2s")
     parser.add_argument("--wait-for", default="1s")
     parser.add_argument("--with-seed", default="0")
@@ -25,18 +27,29 @@ def main() -> int:
     done = subprocess.run(
         [
             *(sys.executable, "-m", "cloudy.cli", "local", "--json"),
-            *("--slaves", args.slaves, "--send-for", args.send_for),
+            *("--slaves", str(args.slaves), "--send-for", args.send_for),
             *("--wait-for", args.wait_for, "--with-seed", args.with_seed),
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        capture_output=True,
         text=True,
         check=False,
     )
-    if done.returncode not in (0, 1) or not done.stdout.strip():
-        print(f"cloudy local failed (exit status {done.returncode})", file=sys.stderr)
+    if done.returncode == 2:  # a bad argument: cloudy's own line says which
+        lines = done.stderr.strip().splitlines() or ["bad arguments"]
+        why = re.sub(r" \(see cloudy .*--help\)$", "", lines[-1].removeprefix("cloudy: "))
+        print(f"ring.py: {why} (see ring.py --help)", file=sys.stderr)
+        return 2
+    try:
+        report = json.loads(done.stdout)
+    except ValueError:
+        report = {}
+    if done.returncode not in (0, 1) or "agree" not in report:
+        print(
+            f"ring.py: cloudy local failed (exit status {done.returncode}, "
+            f"with {sys.executable}); its stderr ends:\n{stderr_tail(done.stderr)}",
+            file=sys.stderr,
+        )
         return 1
-    report = json.loads(done.stdout)
     cpu = " ".join(
         f"{s['node'].removeprefix('nid://').removesuffix(':0')}={s['cpu_s']:.2f}s"
         for s in report["slaves"]

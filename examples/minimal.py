@@ -6,7 +6,7 @@ python examples/minimal.py master 127.0.0.1 8084
 
 import sys
 
-from cloudy import NodeId
+from cloudy import CloudyError, NodeId
 from cloudy.backend.simplelocalnet import (
     Backend,
     initialize_backend,
@@ -36,4 +36,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (CloudyError, OSError) as e:  # a busy port, an address not this machine's, ...
+        sys.exit(f"minimal.py: {e}")
+    except KeyboardInterrupt:
+        pass

@@ -11,6 +11,7 @@ import sys
 import warnings
 
 from cloudy import (
+    CloudyError,
     LocalNode,
     Message,
     NodeId,
@@ -70,5 +71,7 @@ if __name__ == "__main__":
     try:
         server = sys.argv[4] if len(sys.argv) == 5 else None
         asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], server))
+    except (CloudyError, OSError) as e:  # a dead node, a wrong cookie, a busy port, ...
+        sys.exit(f"two_nodes.py: {e}")
     except KeyboardInterrupt:
         pass

@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -227,6 +228,40 @@ async def test_a_flood_of_distinct_valid_requests_gets_rate_limited_answers() ->
         assert T.ANSWER_BURST <= answers <= allowed, (answers, took)
         assert node.dropped_datagrams.get("rate-limited", 0) > 0
         await asyncio.sleep(0.1)  # a few tokens back: a genuine request is answered again
+        assert node.node.node_id in await node.find_peers(0.5)
+
+
+async def test_requests_with_another_cookie_get_few_answers_that_name_no_address() -> None:
+    port, cookie = free_port(socket.SOCK_DGRAM), unique_cookie("stranger")
+    theirs = D.discovery_key(b"another cookie")
+    count = 500
+    requests = [D.encode(theirs, D.Who(nonce(), time.time(), 0)) for _ in range(count)]
+    async with a_node(port, cookie) as node:
+        with replayer_socket() as sock:
+            sock.setblocking(False)
+            collector = Collector()
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.create_datagram_endpoint(lambda: collector, sock=sock)
+            try:
+                started = time.monotonic()
+                for at in range(0, count, 50):  # in batches, so the node hears them all
+                    for request in requests[at : at + 50]:
+                        transport.sendto(request, (DEFAULT_GROUP, port))
+                    await asyncio.sleep(0.002)
+                took = time.monotonic() - started
+                await asyncio.sleep(0.3)
+            finally:
+                transport.close()
+        # each answer: a Stranger signed with the node's key (not theirs), no address in it
+        answers = [D.peek(data) for data in collector.received]
+        assert all(isinstance(a, D.Stranger) for a in answers), answers
+        assert len({a.tag for a in answers if isinstance(a, D.Stranger)}) == 1  # one node
+        for data in collector.received:
+            with pytest.raises(D.DatagramError, match="cookie"):
+                D.decode(theirs, data)
+        allowed = T.STRANGER_RATE * (1 + took + 0.3)
+        assert 1 <= len(answers) <= allowed, (len(answers), took)
+        # their budget is their own: a genuine request is answered at once
         assert node.node.node_id in await node.find_peers(0.5)
 
 

@@ -21,9 +21,11 @@ hosts = st.text(min_size=1, max_size=253)
 ports = st.integers(1, 65535)
 times = st.floats(allow_nan=False, allow_infinity=False)
 seqs = st.integers(0, D.MAX_SEQ - 1)
+tags = st.binary(min_size=D.TAG_SIZE, max_size=D.TAG_SIZE)
 messages = st.one_of(
     st.builds(D.Who, nonces, times, seqs),
     st.builds(D.Here, nonces, hosts, ports),
+    st.builds(D.Stranger, nonces, tags),
 )
 
 
@@ -40,7 +42,7 @@ def signed(body: bytes, version: int = D.DISCOVERY_VERSION, key: bytes = KEY) ->
 
 
 @given(messages)
-def test_every_message_comes_back_equal_and_fits_in_a_datagram(msg: D.Who | D.Here) -> None:
+def test_every_message_comes_back_equal_and_fits_in_a_datagram(msg: D.Message) -> None:
     data = D.encode(KEY, msg)
     assert len(data) <= D.MAX_DATAGRAM
     assert D.decode(KEY, data) == msg
@@ -48,7 +50,7 @@ def test_every_message_comes_back_equal_and_fits_in_a_datagram(msg: D.Who | D.He
 
 @settings(max_examples=300)
 @given(messages, st.data())
-def test_any_changed_byte_is_refused(msg: D.Who | D.Here, data: st.DataObject) -> None:
+def test_any_changed_byte_is_refused(msg: D.Message, data: st.DataObject) -> None:
     datagram = bytearray(D.encode(KEY, msg))
     at = data.draw(st.integers(0, len(datagram) - 1))
     datagram[at] ^= data.draw(st.integers(1, 255))
@@ -56,7 +58,7 @@ def test_any_changed_byte_is_refused(msg: D.Who | D.Here, data: st.DataObject) -
 
 
 @given(messages, st.data())
-def test_a_cut_datagram_is_refused(msg: D.Who | D.Here, data: st.DataObject) -> None:
+def test_a_cut_datagram_is_refused(msg: D.Message, data: st.DataObject) -> None:
     datagram = D.encode(KEY, msg)
     cut = data.draw(st.integers(0, len(datagram) - 1))
     assert kind_of(datagram[:cut]) in {"foreign", "cookie"}
@@ -125,6 +127,8 @@ def test_an_oversized_datagram_is_refused_unread() -> None:
         D.Here(bytes(D.NONCE_SIZE), "host", 0),
         D.Here(bytes(D.NONCE_SIZE), "host", 65536),
         D.Here(bytes(D.NONCE_SIZE), "host", -1),
+        D.Stranger(bytes(D.NONCE_SIZE), bytes(D.TAG_SIZE - 1)),
+        D.Stranger(bytes(D.NONCE_SIZE - 1), bytes(D.TAG_SIZE)),
     ],
     ids=[
         "short nonce",
@@ -137,14 +141,39 @@ def test_an_oversized_datagram_is_refused_unread() -> None:
         "port 0",
         "port 65536",
         "port -1",
+        "short tag",
+        "stranger's short nonce",
     ],
 )
-def test_a_signed_message_with_bad_fields_is_undecodable(msg: D.Who | D.Here) -> None:
+def test_a_signed_message_with_bad_fields_is_undecodable(msg: D.Message) -> None:
     assert kind_of(D.encode(KEY, msg)) == "undecodable"
 
 
 def test_a_signed_message_of_an_unknown_type_is_undecodable() -> None:
     assert kind_of(signed(msgspec.msgpack.encode([7, bytes(D.NONCE_SIZE)]))) == "undecodable"
+
+
+# --- peeking at what a node with another cookie sent ---------------------------------------
+
+
+@given(messages)
+def test_peek_reads_a_message_signed_with_any_key(msg: D.Message) -> None:
+    theirs = D.discovery_key(b"their cookie")
+    assert D.peek(D.encode(theirs, msg)) == msg
+    assert kind_of(D.encode(theirs, msg)) == "cookie"  # which decode refuses
+
+
+def test_peek_finds_nothing_in_another_version_or_an_oversized_datagram() -> None:
+    body = msgspec.msgpack.encode(D.Who(bytes(D.NONCE_SIZE), 0.0, 0))
+    assert D.peek(signed(body)) is not None
+    assert D.peek(signed(body, version=D.DISCOVERY_VERSION + 1)) is None
+    assert D.peek(D.encode(KEY, D.Here(bytes(D.NONCE_SIZE), "x" * 2000, 80))) is None
+
+
+def test_the_answer_to_a_stranger_is_no_larger_than_its_request() -> None:
+    who = D.encode(KEY, D.Who(os.urandom(D.NONCE_SIZE), time.time(), 0))
+    stranger = D.encode(KEY, D.Stranger(os.urandom(D.NONCE_SIZE), os.urandom(D.TAG_SIZE)))
+    assert len(stranger) <= len(who)
 
 
 # --- fresh and stale requests --------------------------------------------------------------

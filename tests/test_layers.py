@@ -42,7 +42,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cloudy.heart",
         "cloudy.faults",
         "cloudy.plot",
+        "cloudy.cli_help",
         "cloudy.cli_args",
+        "cloudy.cli_errors",
+        "cloudy.cli_verify",
         "cloudy.cli",
     ),
 )
@@ -50,11 +53,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 # (besides the names in cloudy.__all__).
 RESTRICTED: tuple[str, ...] = ("cloudy.ring.*", "cloudy.backend.*", "cloudy.cli", "cloudy.local")
 RESTRICTED += ("cloudy.heart", "cloudy.cli_args", "cloudy.supervisor", "cloudy.supervisor_spec")
-RESTRICTED += ("cloudy.faults", "cloudy.plot")
+RESTRICTED += ("cloudy.faults", "cloudy.plot", "cloudy.cli_help", "cloudy.cli_errors")
+RESTRICTED += ("cloudy.cli_verify",)
 PUBLIC: tuple[str, ...] = ("cloudy.aio", "cloudy.errors", "cloudy.identity", "cloudy.cookie")
 PUBLIC += ("cloudy.transport.discovery", "cloudy.wire.discovery", "cloudy.local")
 PUBLIC += ("cloudy.backend.*", "cloudy.ring.*", "cloudy.heart", "cloudy.cli_args")
 PUBLIC += ("cloudy.supervisor_spec", "cloudy.supervisor", "cloudy.faults", "cloudy.plot")
+PUBLIC += ("cloudy.cli_help", "cloudy.cli_errors", "cloudy.cli_verify")
 
 
 @dataclass(frozen=True)

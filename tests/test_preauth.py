@@ -204,11 +204,13 @@ async def test_admission_drops_the_oldest_over_the_cap_and_sums_refusals_up(
         "pending); further refusals are summarised every 1 s"
     ]
     for _ in range(7):
-        admission.auth_failure("10.0.0.9", "refusing 10.0.0.9:1 (): authentication failed")
+        admission.auth_failure(
+            "10.0.0.9", "refusing 10.0.0.9:1 (it called us): authentication failed"
+        )
     admission.refuse("10.0.0.9", Refusal.OVERSIZED)
     await asyncio.sleep(1.2)  # the period ends 1 s after the first refusal
     lines = [r.getMessage() for r in caplog.records][1:]
-    assert lines[:5] == ["refusing 10.0.0.9:1 (): authentication failed"] * 5
+    assert lines[:5] == ["refusing 10.0.0.9:1 (it called us): authentication failed"] * 5
     # the period is 1 s; a loaded loop may end it a little later ("1.01 s")
     assert [re.sub(r"in the last 1(\.\d+)? s", "in the last 1 s", x) for x in lines[5:]] == [
         "refused 11 unauthenticated connections in the last 1 s (from 10.0.0.1 x3, "

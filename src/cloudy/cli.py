@@ -1,5 +1,7 @@
 """The ``cloudy`` command: the experiment's slave, master and one-machine run, and tools.
 
+Every command has its own --help with examples (texts in `cloudy.cli_help`).
+
 cloudy slave HOST PORT [--heart [--heart-intensity R/T]]
 cloudy master HOST PORT [SEND_US GRACE_US SEED] [--send-for 2s --wait-for 1s --with-seed 0]
 cloudy local [--slaves 4 --send-for 2s --wait-for 1s --with-seed 0]
@@ -8,16 +10,18 @@ cloudy local [--slaves 4 --send-for 2s --wait-for 1s --with-seed 0]
 cloudy verify --with-seed S COUNT
 cloudy peers HOST
 cloudy doctor HOST
+(slave, master, local, peers and doctor also take --cookie C)
 
-Bad arguments give one line on stderr and exit status 2; a failed run exits 1.
+Bad arguments give one line on stderr and exit status 2; a failed run exits 1
+(`cloudy.cli_errors`: with --json, also {"ok": false, "error": ...} on stdout).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -31,6 +35,8 @@ from .aio import run
 from .backend import simplelocalnet as sl
 from .backend import tools
 from .cli_args import UsageError, parse_args, parse_duration
+from .cli_errors import report_failure
+from .cli_verify import cmd_verify
 from .errors import CloudyError
 from .faults import Fault, FaultInjector, Victim, plan_faults
 from .heart import describe_status, keep_running
@@ -38,7 +44,6 @@ from .identity import NodeId
 from .local import LocalSlaves, SlaveOutcome, cloudy_command, exit_with_stdin
 from .plot import picture
 from .ring.master import ExperimentError, Params, Progress, Report, run_experiment
-from .ring.result import expected_result
 
 __all__ = ["main", "parse_duration"]
 
@@ -71,6 +76,8 @@ def _params(args: argparse.Namespace) -> Params:
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
+    if args.cookie is not None:  # else $CLOUDY_COOKIE, else the cookie file
+        options["cookie"] = args.cookie
     if getattr(args, "discovery_port", None) is not None:
         options["multicast_port"] = args.discovery_port
     if getattr(args, "peers", None) is not None:
@@ -206,7 +213,11 @@ def _slave_with_heart(args: argparse.Namespace) -> int:
     if args.detect is not None:
         command += ["--detect", f"{args.detect}s"]
     name = f"slave {NodeId(args.host, args.port)}"
-    return keep_running(command, name, args.heart_intensity, watch_stdin=args.exit_with_stdin)
+    # the cookie in the environment, not on a command line others can read
+    env = None if args.cookie is None else dict(os.environ, CLOUDY_COOKIE=args.cookie)
+    return keep_running(
+        command, name, args.heart_intensity, env=env, watch_stdin=args.exit_with_stdin
+    )
 
 
 def cmd_master(args: argparse.Namespace) -> int:
@@ -220,7 +231,9 @@ def cmd_master(args: argparse.Namespace) -> int:
 
 def cmd_local(args: argparse.Namespace) -> int:
     params, faults = _params(args), _faults(args)
-    with LocalSlaves(args.slaves, args.discovery_port, detect=args.detect) as slaves:
+    with LocalSlaves(
+        args.slaves, args.discovery_port, detect=args.detect, cookie=args.cookie
+    ) as slaves:
         slaves.start(sys.stderr if args.json else sys.stdout)
         with FaultInjector(faults, _victim(slaves), params.send_for) as injector:
             if any(f.slave is None for f in faults):  # the master must be a child to fault
@@ -349,11 +362,6 @@ def _print_outcomes(
     return 0 if agreed is not None else 1
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    print(expected_result(args.with_seed, args.count))
-    return 0
-
-
 def cmd_peers(args: argparse.Namespace) -> int:
     return run(tools.peers(args.host, **_backend_options(args)))
 
@@ -374,24 +382,13 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``cloudy`` command; return its exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    args: argparse.Namespace | None = None
     try:
         args = parse_args(argv)
         return _COMMANDS[args.command](args)
-    except UsageError as e:
-        print(f"cloudy: {e} (see cloudy --help)", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("cloudy: interrupted", file=sys.stderr)
-        return 130
-    except (CloudyError, OSError, ValueError) as e:
-        print(f"cloudy: {_explain(e)}", file=sys.stderr)
-        return 1
-
-
-def _explain(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
-        return f"cannot listen: address already in use ({e})"
-    return str(e) or type(e).__name__
+    except (UsageError, KeyboardInterrupt, CloudyError, OSError, ValueError) as e:
+        return report_failure(e, argv, args)
 
 
 if __name__ == "__main__":

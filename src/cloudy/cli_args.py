@@ -15,18 +15,27 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from .backend import simplelocalnet as sl
+from .cli_help import COMMANDS, MAIN_DESCRIPTION, MAIN_EPILOG, HelpFormatter
 from .faults import parse_freeze
 from .heart import DEFAULT_INTENSITY, Intensity, parse_intensity
 from .identity import NodeId
 from .plot import PlotError, check_path
 from .ring.model import MODELS
 from .ring.stream import DEFAULT_WINDOW
+from .transport.discovery import DEFAULT_PORT
 
 __all__ = ["UsageError", "build_parser", "parse_args", "parse_duration"]
 
 
 class UsageError(Exception):
-    """A bad argument: one line to the user, exit status 2."""
+    """A bad argument: one line to the user, exit status 2.
+
+    *see* is the help to point at (``cloudy COMMAND --help``); None: the command's.
+    """
+
+    def __init__(self, message: str, *, see: str | None = None) -> None:
+        super().__init__(message)
+        self.see = see
 
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(us|µs|ms|s|m)?\s*$")
@@ -117,7 +126,7 @@ def _peers(text: str) -> list[NodeId]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+        raise UsageError(message, see=f"{self.prog} --help")
 
 
 def _version() -> str:
@@ -127,49 +136,117 @@ def _version() -> str:
         return "(not installed)"
 
 
+def _cookie(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("the cookie must not be empty")
+    return text
+
+
+_COOKIE = (
+    "the shared secret of the cluster (default: $CLOUDY_COOKIE, else the file "
+    "~/.cloudy/cookie); other users may see a command line: on a shared machine "
+    "prefer the variable or the file"
+)
+_HOST = "this node's address: 127.0.0.1 for this machine alone, or one of its own addresses"
+_PORT = "TCP port to listen on (0: any free port)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cloudy", description="The cloudy experiment and its tools.")
+    parser = _Parser(
+        prog="cloudy",
+        description=MAIN_DESCRIPTION,
+        epilog=MAIN_EPILOG,
+        formatter_class=HelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"cloudy {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+    )
+
+    def command(name: str) -> argparse.ArgumentParser:
+        text = COMMANDS[name]
+        p: argparse.ArgumentParser = sub.add_parser(
+            name,
+            help=text.line,
+            description=text.description,
+            epilog=text.epilog,
+            formatter_class=HelpFormatter,
+        )
+        return p
 
     def run_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--send-for", type=_duration, help="send period (2s, 1500ms, seconds)")
-        p.add_argument("--wait-for", type=_duration, help="grace period (1s, 500ms, seconds)")
-        p.add_argument("--with-seed", type=_seed, help="seed of the random numbers")
-        p.add_argument("--model", default="ring", choices=sorted(MODELS), help="default: ring")
+        p.add_argument(
+            "--send-for",
+            type=_duration,
+            metavar="TIME",
+            help="send period: 2s, 1500ms, or seconds (default: 2s)",
+        )
+        p.add_argument(
+            "--wait-for",
+            type=_duration,
+            metavar="TIME",
+            help="grace period: 1s, 500ms, or seconds (default: 1s)",
+        )
+        p.add_argument(
+            "--with-seed",
+            type=_seed,
+            metavar="SEED",
+            help="seed of the random numbers (default: 0)",
+        )
+        p.add_argument(
+            "--model", default="ring", choices=sorted(MODELS), help="how the slaves run the ring"
+        )
         p.add_argument(
             "--tokens",
             type=_whole(1, 1024, "tokens must be a whole number from 1 to 1024, not "),
             default=4,
-            help="tokens travelling at once, for --model pipelined (default: 4)",
+            metavar="N",
+            help="tokens travelling at once, for --model pipelined",
         )
         p.add_argument(
             "--window",
             type=_whole(1, 1 << 24, "a window must be a whole number from 1 to 16777216, not "),
             default=None,
+            metavar="N",
             help="messages a slave may run ahead of its approvals, for --model stream "
             f"(default: {DEFAULT_WINDOW})",
         )
-        p.add_argument("--json", action="store_true", help="print the result as one JSON object")
         p.add_argument(
             "--plot", type=_plot, metavar="FILE", help="draw the run to FILE (.png; cloudy[plot])"
         )
-
-    def detect_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "--detect",
-            type=_duration,
-            default=DEFAULT_DETECT,
-            help=f"declare a silent peer lost after this long (default: {DEFAULT_DETECT:g}s)",
+            "--json",
+            action="store_true",
+            help='print the result as one JSON object (on failure: {"ok": false, "error": ...})',
         )
 
+    def node_options(
+        p: argparse.ArgumentParser, *, detect: bool = True, cookie: str = _COOKIE
+    ) -> None:
+        p.add_argument("--cookie", type=_cookie, default=None, help=cookie)
+        if detect:
+            p.add_argument(
+                "--detect",
+                type=_duration,
+                default=DEFAULT_DETECT,
+                metavar="TIME",
+                help=f"declare a silent peer lost after this long (default: {DEFAULT_DETECT:g}s)",
+            )
+
     def discovery_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--discovery-port", type=_port, default=None, help="UDP discovery port")
+        p.add_argument(
+            "--discovery-port",
+            type=_port,
+            default=None,
+            metavar="PORT",
+            help=f"UDP port of discovery (default: {DEFAULT_PORT})",
+        )
         p.add_argument(
             "--peers",
             type=_peers,
             default=None,
-            help="static peers host:port,... asked over TCP (default: $CLOUDY_PEERS)",
+            metavar="HOST:PORT,...",
+            help="static peers asked over TCP (default: $CLOUDY_PEERS)",
         )
 
     def fault_options(p: argparse.ArgumentParser) -> None:
@@ -189,11 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="the slave that slave faults hit, by ring position (default: one at random)",
         )
 
-    p = sub.add_parser("slave", help="start a slave node")
-    p.add_argument("host")
-    p.add_argument("port", type=_port)
+    p = command("slave")
+    p.add_argument("host", help=_HOST)
+    p.add_argument("port", type=_port, help=f"{_PORT}; --heart needs a fixed one")
     discovery_options(p)
-    detect_option(p)
+    node_options(p)
     # `cloudy local` passes this: the slave ends when its parent's pipe closes.
     p.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
@@ -206,38 +283,48 @@ def build_parser() -> argparse.ArgumentParser:
         type=_intensity,
         default=DEFAULT_INTENSITY,
         metavar="R/T",
-        help=f"with --heart: give up after more than R restarts in T s ({DEFAULT_INTENSITY})",
+        help="with --heart: give up after more than R restarts within T seconds "
+        f"(default: {DEFAULT_INTENSITY})",
     )
 
-    p = sub.add_parser("master", help="find the slaves and run the experiment")
-    p.add_argument("host")
-    p.add_argument("port", type=_port)
+    p = command("master")
+    p.add_argument("host", help=_HOST)
+    p.add_argument("port", type=_port, help=_PORT)
     p.add_argument("send_us", nargs="?", type=_microseconds, help="send period in µs")
     p.add_argument("grace_us", nargs="?", type=_microseconds, help="grace period in µs")
-    p.add_argument("seed", nargs="?", type=_seed)
-    p.add_argument("--slaves", type=_slaves, help="wait until this many slaves are found")
+    p.add_argument("seed", nargs="?", type=_seed, help="seed of the random numbers")
+    p.add_argument(
+        "--slaves",
+        type=_slaves,
+        metavar="N",
+        help="wait until this many slaves are found (default: those found in 1 s)",
+    )
     run_options(p)
     discovery_options(p)
-    detect_option(p)
+    node_options(p)
 
-    p = sub.add_parser("local", help="run the whole experiment on this machine")
-    p.add_argument("--slaves", type=_slaves, default=4, help="number of slave processes")
+    p = command("local")
+    p.add_argument(
+        "--slaves", type=_slaves, default=4, metavar="N", help="number of slave processes"
+    )
     run_options(p)
-    detect_option(p)
+    node_options(p, cookie="the cookie of the run's nodes (default: a random one of its own)")
     p.add_argument("--discovery-port", type=_port, default=None, help=argparse.SUPPRESS)
     fault_options(p)
 
-    p = sub.add_parser("verify", help="print the <COUNT, SUM> a run with this seed must give")
-    p.add_argument("--with-seed", type=_seed, default=0)
-    p.add_argument("count", type=_count)
+    p = command("verify")
+    p.add_argument("--with-seed", type=_seed, default=0, metavar="SEED", help="seed of the run")
+    p.add_argument("count", type=_count, help="the number of messages the slaves agreed on")
 
-    p = sub.add_parser("peers", help="list the nodes that answer discovery")
-    p.add_argument("host")
+    p = command("peers")
+    p.add_argument("host", help="the address whose interface discovery uses")
     discovery_options(p)
+    node_options(p, detect=False)
 
-    p = sub.add_parser("doctor", help="check that discovery and connections can work")
-    p.add_argument("host")
+    p = command("doctor")
+    p.add_argument("host", help="the address the nodes of this machine would use")
     discovery_options(p)
+    node_options(p, detect=False)
     return parser
 
 
@@ -283,4 +370,7 @@ _VALUE_FLAGS = {
     "--freeze-master-at",
     "--fault-slave",
     "--plot",
+    "--tokens",
+    "--window",
+    "--detect",
 }

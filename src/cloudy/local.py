@@ -105,7 +105,8 @@ class _Relay:
 class LocalSlaves:
     """*count* ``cloudy slave`` child processes on *host*, with ports and a cookie of their own.
 
-    Use it as a context manager: `start` them inside it; leaving it ends them all (and
+    The cookie is *cookie* if given (``--cookie``), else a random one. Use it as a
+    context manager: `start` them inside it; leaving it ends them all (and
     the master, if `start_master` started one).
     """
 
@@ -115,10 +116,11 @@ class LocalSlaves:
         discovery_port: int | None = None,
         host: str = "127.0.0.1",
         detect: float | None = None,
+        cookie: str | None = None,
     ):
         self.host = host
         self.detect = detect
-        self.cookie = secrets.token_urlsafe(24)
+        self.cookie = cookie or secrets.token_urlsafe(24)
         self.discovery_port = discovery_port or free_port(socket.SOCK_DGRAM)
         ports = [free_port(socket.SOCK_STREAM) for _ in range(count + 1)]
         # one port more than slaves: the master's

@@ -110,6 +110,8 @@ class Backend:
         self._discovery: Discovery | None = None
         self._want_discovery = discovery
         self.discovery_error: str | None = None
+        # nodes with a different cookie that answered the last `find_peers` (a count only)
+        self.other_cookies = 0
         # What the discovery daemon would use, checked now so that errors come early.
         self.interface: str | None = None
         if discovery:
@@ -212,7 +214,9 @@ class Backend:
                 for peer in self.peers:
                     found(peer)
                 if self._discovery is not None:
-                    await self._discovery.ask(timeout, found)
+                    strangers: set[bytes] = set()
+                    await self._discovery.ask(timeout, found, strangers)
+                    self.other_cookies = len(strangers)
         except ExceptionGroup as errors:
             # the error itself (an OSError from discovery, say), not a group of one
             raise errors.exceptions[0] from None

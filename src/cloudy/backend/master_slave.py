@@ -306,8 +306,14 @@ def _nothing_found(backend: Backend) -> str:
     lines = [f"cloudy: not enough slaves found with {backend.describe_discovery()}. Check:"]
     if backend.discovery_error:
         lines.append(f"  - multicast is unusable here ({backend.discovery_error}): use --peers")
+    if backend.other_cookies:
+        lines.append(
+            f"  - {backend.other_cookies} node(s) answered with a different cookie: "
+            "give every node the same one"
+        )
     lines += [
-        "  - that the slaves run and use the same cookie (CLOUDY_COOKIE or ~/.cloudy/cookie)",
+        "  - that the slaves run and use the same cookie (--cookie, CLOUDY_COOKIE or "
+        "~/.cloudy/cookie)",
         "  - that a firewall lets UDP multicast through on that interface, or use --peers",
         f"  - that the slaves' hosts are on the same network as {backend.interface}"
         " (a loopback address only reaches this machine)",

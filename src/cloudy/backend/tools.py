@@ -29,6 +29,11 @@ async def peers(
     others = [n for n in found if n != me]
     for node in others:
         print(node, file=out)
+    if backend.other_cookies:
+        print(
+            f"cloudy: {backend.other_cookies} node(s) answered with a different cookie",
+            file=sys.stderr,
+        )
     if not others:
         print(
             f"cloudy: no node answered ({backend.describe_discovery()}); try: cloudy doctor {host}",
@@ -66,7 +71,7 @@ async def doctor(
 
     One line per check: the address *host* names, whether it is this machine's,
     whether other machines could reach it, whether multicast comes back on that
-    interface, and the cookie.
+    interface, the cookie, and whether nodes with a different cookie answered.
     """
     report = _Report(out or sys.stdout)
     try:
@@ -120,8 +125,9 @@ async def _check_multicast(
     except OSError as e:
         report.fail(str(e), "check that the interface has MULTICAST on, or use --peers")
         return
+    strangers: set[bytes] = set()
     try:
-        answers = await daemon.ask(0.5, lambda _: None)
+        answers = await daemon.ask(0.5, lambda _: None, strangers)
     except OSError as e:
         report.fail(f"cannot send on {where}: {e.strerror}", "check the multicast route")
         return
@@ -135,12 +141,18 @@ async def _check_multicast(
         return
     others = len(answers) - 1
     report.ok(f"multicast on {where} comes back ({others} other node(s) with our cookie answer)")
+    if strangers:
+        report.warn(
+            f"{len(strangers)} node(s) answered with a different cookie",
+            "nodes find each other only with the same cookie: give every node the same one "
+            "(--cookie, CLOUDY_COOKIE or the file ~/.cloudy/cookie)",
+        )
 
 
 def _check_cookie(report: _Report, cookie: str | bytes | None) -> bool:
     """Report where the cookie comes from; False if there is none yet."""
     if cookie is not None:
-        report.ok("the cookie is given as an argument")
+        report.ok("the cookie is given as an argument (--cookie)")
         return True
     if os.environ.get("CLOUDY_COOKIE"):
         report.ok("the cookie comes from CLOUDY_COOKIE")

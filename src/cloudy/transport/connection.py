@@ -210,11 +210,19 @@ class Connection(asyncio.Protocol):
             self._owner.admission.refuse(self.peer_host, Refusal.MALFORMED)
             return
         who = "refused by" if failure is Failure.REFUSED_BY_PEER else "refusing"
-        line = f"{who} {self.peer_address} ({self.dialled or ''}): {error}"
+        line = f"{who} {self.peer_address} ({self._whom()}): {error or 'no reason given'}"
         if self.initiator:
             log.warning("%s", line)
         else:  # a peer that sent a Hello: its own line, unless it sends too many
             self._owner.admission.auth_failure(self.peer_host, line)
+
+    def _whom(self) -> str:
+        """Who is at the other end, for a log line: the node we dialled, else the node the
+        caller said it is in its Hello (not proven: it failed the handshake)."""
+        if self.dialled is not None:
+            return f"we dialled {self.dialled}"
+        claimed = self._hs.peer
+        return "it called us" if claimed is None else f"it called us as {claimed}, unproven"
 
     def _failure(self, reason: str) -> NodeUnreachable:
         node = self.dialled or self.peer or NodeId(self.peer_address, 0)

@@ -17,6 +17,11 @@ once every `MIN_ANSWER_GAP` s ("replayed"), and all answers together are limited
 `ANSWER_RATE` a second with bursts of `ANSWER_BURST` ("rate-limited"). So a replayed
 datagram, however often, gets one answer, and no flood of requests makes a flood of
 answers; the asker numbers its resends, so each of them is still answered.
+
+A request signed with another cookie gets a `Stranger` answer (no address: a random tag
+of this daemon), limited apart from the others to `STRANGER_RATE` a second, so that an
+asker can count the nodes with a different cookie (``strangers`` of `Discovery.ask`);
+the answer is no larger than the request.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ MIN_ANSWER_GAP = 0.2
 # All answers together: this many a second, after a burst of at most ANSWER_BURST.
 ANSWER_RATE = 200.0
 ANSWER_BURST = 200
+# Answers to requests signed with another cookie (`Stranger`): this many a second, at most.
+STRANGER_RATE = 20.0
 # Linux's <linux/in.h> value, for Pythons whose socket module lacks the name.
 _IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 
@@ -64,7 +71,10 @@ def interface_address(host: str) -> str:
     try:
         infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)
     except socket.gaierror as e:
-        raise OSError(f"cannot resolve {host!r} to an IPv4 address: {e.strerror}") from None
+        raise OSError(
+            f"cannot resolve {host!r} to an IPv4 address ({e.strerror}): name this machine "
+            "by an address (127.0.0.1) or by a name in /etc/hosts or DNS"
+        ) from None
     address = str(infos[0][4][0])
     if ipaddress.IPv4Address(address).is_unspecified:
         raise OSError(f"{host!r} is a wildcard address: name this machine's own address")
@@ -142,23 +152,34 @@ class _Listener(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        msg = self.daemon.check(data, addr)
-        if isinstance(msg, D.Who) and self.transport is not None:
-            node = self.daemon.answer()
-            if node is not None and self.daemon.admit(msg, addr):
-                reply = D.encode(self.daemon.key, D.Here(msg.nonce, node.host, node.port))
-                self.transport.sendto(reply, addr)
+        daemon = self.daemon
+        msg = daemon.check(data, addr)
+        node = daemon.answer()
+        if self.transport is None or node is None:
+            return
+        if isinstance(msg, D.Who) and daemon.admit(msg, addr):
+            reply = D.encode(daemon.key, D.Here(msg.nonce, node.host, node.port))
+            self.transport.sendto(reply, addr)
+        elif msg is None and (who := daemon.stranger(data, addr)) is not None:
+            self.transport.sendto(D.encode(daemon.key, D.Stranger(who.nonce, daemon.tag)), addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("discovery socket error: %s", exc)
 
 
 class _Asker(asyncio.DatagramProtocol):
-    def __init__(self, daemon: Discovery, nonce: bytes, found: Callable[[NodeId], None]) -> None:
+    def __init__(
+        self,
+        daemon: Discovery,
+        nonce: bytes,
+        found: Callable[[NodeId], None],
+        strangers: set[bytes] | None,
+    ) -> None:
         self.daemon = daemon
         self.nonce = nonce
         self.found = found
         self.seen: set[NodeId] = set()
+        self.strangers = strangers
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         msg = self.daemon.check(data, addr)
@@ -167,6 +188,11 @@ class _Asker(asyncio.DatagramProtocol):
             if node not in self.seen:
                 self.seen.add(node)
                 self.found(node)
+        elif msg is None and self.strangers is not None and len(self.strangers) < 1024:
+            # unauthenticated: counted, never trusted (its tag only tells answers apart)
+            other = D.peek(data)
+            if isinstance(other, D.Stranger) and other.nonce == self.nonce:
+                self.strangers.add(other.tag)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("discovery socket error: %s", exc)
@@ -200,12 +226,15 @@ class Discovery:
         self.ttl = 0 if ipaddress.IPv4Address(interface).is_loopback else 1
         self.dropped: collections.Counter[str] = collections.Counter()
         self.answering = Answering()
+        # answers to requests signed with another cookie: a tag, and a budget, of their own
+        self.tag = os.urandom(D.TAG_SIZE)
+        self.answering_strangers = Answering(rate=STRANGER_RATE, burst=int(STRANGER_RATE))
         self._listener: asyncio.DatagramTransport | None = None
 
     def __repr__(self) -> str:
         return f"<Discovery {self.group}:{self.port} via {self.interface}>"
 
-    def check(self, data: bytes, addr: tuple[str | object, ...]) -> D.Who | D.Here | None:
+    def check(self, data: bytes, addr: tuple[str | object, ...]) -> D.Message | None:
         """The message in *data*, or None (counted and logged) if it is not ours."""
         try:
             return D.decode(self.key, data)
@@ -213,6 +242,19 @@ class Discovery:
             self.dropped[e.kind] += 1
             log.debug("discovery: ignored a datagram from %s: %s", addr[0], e)
             return None
+
+    def stranger(self, data: bytes, addr: tuple[str | object, ...]) -> D.Who | None:
+        """The request in *data*, a datagram that failed authentication, if it is one
+        from a node with another cookie that is to get a `Stranger` answer now."""
+        who = D.peek(data)  # (had it been signed with our key, `check` would have read it)
+        if not isinstance(who, D.Who):
+            return None
+        try:
+            self.answering_strangers.admit(who, time.time(), time.monotonic())
+        except D.DatagramError as e:
+            log.debug("discovery: no answer to a stranger's request from %s: %s", addr[0], e)
+            return None
+        return who
 
     def admit(self, who: D.Who, addr: tuple[str | object, ...]) -> bool:
         """Whether to answer *who* now; if not, the reason is counted and logged."""
@@ -259,10 +301,17 @@ class Discovery:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, self.ttl)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
 
-    async def ask(self, seconds: float, found: Callable[[NodeId], None]) -> set[NodeId]:
+    async def ask(
+        self,
+        seconds: float,
+        found: Callable[[NodeId], None],
+        strangers: set[bytes] | None = None,
+    ) -> set[NodeId]:
         """Multicast a request, call *found* for each node answering it, for *seconds*.
 
-        Returns every node that answered. Raises `OSError` if the request cannot be sent.
+        Returns every node that answered. *strangers*, if given, gets a tag for each node
+        with another cookie that answered (`Stranger`; their number is all they tell).
+        Raises `OSError` if the request cannot be sent.
         """
         nonce = os.urandom(D.NONCE_SIZE)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -274,7 +323,7 @@ class Discovery:
             sock.close()
             raise
         loop = asyncio.get_running_loop()
-        asker = _Asker(self, nonce, found)
+        asker = _Asker(self, nonce, found, strangers)
         transport, _ = await loop.create_datagram_endpoint(lambda: asker, sock=sock)
         deadline = loop.time() + seconds
         try:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
 import ssl as _ssl
 import time
 
@@ -48,6 +50,35 @@ __all__ = [
 log = logging.getLogger("cloudy.transport")
 
 SSLConfig = _ssl.SSLContext | tuple[_ssl.SSLContext, _ssl.SSLContext]
+
+
+def listen_error(host: str, port: int, error: OSError) -> OSError:
+    """*error* from listening on *host*:*port*, said in one line with what to do instead
+    (same errno; the line is its ``strerror``, and ``str`` without the ``[Errno N]``)."""
+    where = f"cannot listen on {host}:{port}"
+    if isinstance(error, socket.gaierror):
+        why = (
+            f"{host!r} does not resolve ({error.strerror}); name this machine by an address "
+            "(127.0.0.1) or by a name in /etc/hosts or DNS"
+        )
+    elif error.errno == errno.EADDRNOTAVAIL:
+        why = (
+            f"{host} is not an address of this machine; use 127.0.0.1 (this machine alone) "
+            "or one of the addresses `hostname -I` lists"
+        )
+    elif error.errno == errno.EADDRINUSE:
+        why = (
+            f"port {port} is in use (address already in use); stop what holds it or "
+            "choose another port (0 picks a free one)"
+        )
+    else:
+        why = error.strerror or str(error)
+    return _OneLine(error.errno, f"{where}: {why}")
+
+
+class _OneLine(OSError):
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class Transport:
@@ -97,16 +128,22 @@ class Transport:
         self.admission.settle(conn)
 
     async def listen(self, host: str, port: int) -> int:
-        """Start accepting; return the port actually bound (useful with port 0)."""
+        """Start accepting; return the port actually bound (useful with port 0).
+
+        Raises `OSError` saying in one line why it cannot and what to do (`listen_error`).
+        """
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: Connection(self, initiator=False, dialled=None),
-            host,
-            port,
-            ssl=self._ssl_server,
-            reuse_address=True,
-            backlog=listen_backlog(),
-        )
+        try:
+            self._server = await loop.create_server(
+                lambda: Connection(self, initiator=False, dialled=None),
+                host,
+                port,
+                ssl=self._ssl_server,
+                reuse_address=True,
+                backlog=listen_backlog(),
+            )
+        except OSError as e:
+            raise listen_error(host, port, e) from None
         sockets = self._server.sockets
         return int(sockets[0].getsockname()[1]) if sockets else port
 
@@ -144,6 +181,8 @@ class Transport:
         except (OSError, _ssl.SSLError) as e:
             if conn is not None:
                 conn.abort(str(e))
+            if isinstance(e, ConnectionRefusedError):  # asyncio's words name no reason
+                raise unreachable(node, "connection refused: no node listens there") from None
             raise unreachable(node, e.strerror or str(e)) from None
         return conn
 

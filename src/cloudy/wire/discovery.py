@@ -2,8 +2,14 @@
 
 Sans-IO: `encode` gives the bytes of a datagram, `decode` checks and parses one.
 A datagram is ``MAGIC | version | body | HMAC-SHA256(key, MAGIC | version | body)``
-where the body is a msgpack-encoded `Who` or `Here` and the key is derived from
+where the body is a msgpack-encoded `Who`, `Here` or `Stranger` and the key is derived from
 the cluster's cookie, so that nodes with another cookie never see each other.
+
+A node that hears a `Who` signed with another key (a node with another cookie asks)
+answers with a `Stranger`, signed with its own key: the asker cannot authenticate it
+either, but `peek` reads it unchecked, so that ``cloudy doctor`` can count the nodes
+with a different cookie that answered its request (their number only: what a datagram
+that fails authentication says is never trusted, nor used for anything else).
 
 A `Who` carries a fresh random nonce, the sender's wall-clock time and the number
 of the copy (a request is resent, each copy numbered); a `Here` answers one nonce
@@ -29,19 +35,24 @@ __all__ = [
     "MAX_DATAGRAM",
     "MAX_SKEW",
     "NONCE_SIZE",
+    "TAG_SIZE",
     "DatagramError",
     "Here",
+    "Message",
+    "Stranger",
     "Who",
     "check_fresh",
     "decode",
     "discovery_key",
     "encode",
+    "peek",
 ]
 
 MAGIC: Final = b"cldy"
 # 2: a Who carries its send time and copy number (version 1 had the nonce only)
 DISCOVERY_VERSION: Final = 2
 NONCE_SIZE: Final = 16
+TAG_SIZE: Final = 8
 # A request sent longer ago than this (by the sender's clock), or as far in the future,
 # is stale: this much clock skew between hosts is tolerated, no more.
 MAX_SKEW: Final = 30.0
@@ -73,8 +84,19 @@ class Here(msgspec.Struct, frozen=True, array_like=True, tag=1):
     port: int
 
 
+class Stranger(msgspec.Struct, frozen=True, array_like=True, tag=2):
+    """An answer to a request *nonce* signed with another key: "a node with another
+    cookie is here". *tag* is a random value of the answering daemon (not its address),
+    so that an asker can count how many different nodes answered."""
+
+    nonce: bytes
+    tag: bytes
+
+
+Message = Who | Here | Stranger
+
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Who | Here)
+_decoder = msgspec.msgpack.Decoder(Message)
 
 
 class DatagramError(Exception):
@@ -90,14 +112,36 @@ def discovery_key(cookie: bytes) -> bytes:
     return hmac.digest(cookie_secret(cookie), b"cloudy discovery v1", hashlib.sha256)
 
 
-def encode(key: bytes, msg: Who | Here) -> bytes:
+def encode(key: bytes, msg: Message) -> bytes:
     """The signed datagram carrying *msg*."""
     signed = _HEADER + _encoder.encode(msg)
     return signed + hmac.digest(key, signed, hashlib.sha256)
 
 
-def decode(key: bytes, data: bytes) -> Who | Here:
+def decode(key: bytes, data: bytes) -> Message:
     """The message in *data*; raises `DatagramError` for anything not signed with *key*."""
+    _check_header(data)
+    signed, mac = data[:-_MAC_SIZE], data[-_MAC_SIZE:]
+    if not hmac.compare_digest(mac, hmac.digest(key, signed, hashlib.sha256)):
+        raise DatagramError("cookie", "signed with another cookie")
+    return _parse(signed)
+
+
+def peek(data: bytes) -> Message | None:
+    """The message in *data* WITHOUT checking who signed it, or None if it is none of ours.
+
+    For counting what nodes with another cookie send (a `Who` to answer with a
+    `Stranger`, a `Stranger` answering ours): anybody could have sent it, so nothing it
+    says may be trusted or acted on beyond that.
+    """
+    try:
+        _check_header(data)
+        return _parse(data[:-_MAC_SIZE])
+    except DatagramError:
+        return None
+
+
+def _check_header(data: bytes) -> None:
     if len(data) > MAX_DATAGRAM:
         raise DatagramError("oversized", f"{len(data)} bytes (at most {MAX_DATAGRAM})")
     if len(data) < len(_HEADER) + _MAC_SIZE or not data.startswith(MAGIC):
@@ -107,11 +151,11 @@ def decode(key: bytes, data: bytes) -> Who | Here:
             "version",
             f"discovery version {data[len(MAGIC)]}, we speak {DISCOVERY_VERSION}",
         )
-    signed, mac = data[:-_MAC_SIZE], data[-_MAC_SIZE:]
-    if not hmac.compare_digest(mac, hmac.digest(key, signed, hashlib.sha256)):
-        raise DatagramError("cookie", "signed with another cookie")
+
+
+def _parse(signed: bytes) -> Message:
     try:
-        msg: Who | Here = _decoder.decode(signed[len(_HEADER) :])
+        msg: Message = _decoder.decode(signed[len(_HEADER) :])
     except msgspec.DecodeError as e:  # signed by us but unreadable: another release?
         raise DatagramError("undecodable", str(e)) from None
     if len(msg.nonce) != NONCE_SIZE:
@@ -120,6 +164,8 @@ def decode(key: bytes, data: bytes) -> Who | Here:
         raise DatagramError("undecodable", f"sent at {msg.sent_at}, copy {msg.seq}")
     if isinstance(msg, Here) and not (0 < msg.port < 65536 and msg.host):
         raise DatagramError("undecodable", f"bad address {msg.host!r}:{msg.port}")
+    if isinstance(msg, Stranger) and len(msg.tag) != TAG_SIZE:
+        raise DatagramError("undecodable", f"tag of {len(msg.tag)} bytes")
     return msg
 
 

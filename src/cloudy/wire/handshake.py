@@ -156,7 +156,8 @@ class Handshake:
         if isinstance(msg, _Refuse):
             self.state = HandshakeState.FAILED
             return Outcome(
-                error=f"refused by peer: {msg.reason[:200]}", failure=Failure.REFUSED_BY_PEER
+                error=f"refused by peer: {msg.reason[:200] or 'no reason given'}",
+                failure=Failure.REFUSED_BY_PEER,
             )
         if isinstance(msg, _Hello):
             return self._on_hello(msg)
