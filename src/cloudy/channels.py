@@ -106,8 +106,9 @@ class MergedPort(ReceivePort[T]):
 def match_chan(port: ReceivePort[T], handler: Callable[[T], Any] = lambda msg: msg) -> Match[Any]:
     """A clause of `receive_wait` / `receive_timeout` that takes the next message of
     *port*, so that one receive waits on a channel and the mailbox together (Cloud
-    Haskell's ``matchChan``); *handler* turns it into the result. Channel clauses are
-    tried first, in order, then the mailbox."""
+    Haskell's ``matchChan``); *handler* turns it into the result. Clauses are tried in
+    the order given: a channel clause takes its channel's next message, mailbox clauses
+    the first message in the mailbox they accept (as in Cloud Haskell)."""
     return Match(None, None, handler, port)
 
 

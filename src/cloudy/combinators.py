@@ -34,6 +34,7 @@ from .process import (
     spawn_local,
     unregister,
     usend,
+    whereis,
 )
 
 __all__ = [
@@ -63,8 +64,9 @@ _refs = itertools.count(1)
 async def call_local(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run ``fn(*args)`` in a new local process and return its result (or raise its
     exception). An exit signal that reaches the caller meanwhile ends the other process
-    too (Cloud Haskell's ``callLocal``): the work is the caller's own, isolated in a
-    process of its own (its mailbox, its links)."""
+    too, and the caller waits for it to end before the signal goes on (Cloud Haskell's
+    ``callLocal``): the work is the caller's own, isolated in a process of its own (its
+    mailbox, its links)."""
     outcome: dict[str, Any] = {}
 
     async def body() -> None:
@@ -76,11 +78,16 @@ async def call_local(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
 
     pid = spawn_local(body)
     ref = monitor(pid)
+    ended = match_if(ProcessMonitorNotification, lambda n: n.ref == ref, _same)
     try:
-        note = await receive_wait(
-            match_if(ProcessMonitorNotification, lambda n: n.ref == ref, _same)
-        )
-    except BaseException:
+        note = await receive_wait(ended)
+    except Exception:
+        # an exit signal or a link ends the caller: its worker ends first, so the
+        # worker's cleanup has run before the caller's own (as in Cloud Haskell)
+        kill(pid, "call_local: its caller ended")
+        await receive_wait(ended)
+        raise
+    except BaseException:  # killed, or its node is closing: no waiting
         kill(pid, "call_local: its caller ended")
         raise
     if "error" in outcome:
@@ -215,24 +222,27 @@ async def spawn_supervised(node: NodeId, clo: Closure) -> tuple[ProcessId, Monit
 
 class RegisterReply(Message):
     """The answer to `register_remote_async` / `unregister_remote_async`: whether
-    *node* did it (a name already taken, or not registered, is refused)."""
+    *node* did it (a name already taken, or not registered, is refused), and *pid*,
+    who holds the name there now (None: nobody) — on a refusal, who had it."""
 
     name: str
     ok: bool
     node: NodeId
+    pid: ProcessId | None = None
 
 
 @remotable
-def register_here(name: str, pid: ProcessId | None) -> bool:
-    """Register (*pid*) or unregister (None) *name* on this node; False if refused."""
+def register_here(name: str, pid: ProcessId | None) -> tuple[bool, ProcessId | None]:
+    """Register (*pid*) or unregister (None) *name* on this node: whether it was done
+    (False if refused), and who holds *name* now."""
     try:
         if pid is None:
             unregister(name)
         else:
             register(name, pid)
     except ProcessRegistrationException:
-        return False
-    return True
+        return False, whereis(name)
+    return True, whereis(name)
 
 
 def _registry_request(node: NodeId, name: str, pid: ProcessId | None) -> None:
@@ -240,10 +250,10 @@ def _registry_request(node: NodeId, name: str, pid: ProcessId | None) -> None:
 
     async def ask() -> None:
         try:
-            ok = bool(await call(node, closure(register_here, name, pid)))
+            ok, holder = await call(node, closure(register_here, name, pid))
         except CloudyError:
-            ok = False  # unreachable, say: not done
-        send(caller, RegisterReply(name, ok, node))
+            ok, holder = False, None  # unreachable, say: not done
+        send(caller, RegisterReply(name, bool(ok), node, holder))
 
     spawn_local(ask)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from itertools import groupby
 from typing import Any, Generic, Protocol, TypeVar
 
 from .mailbox import CURRENT_PROCESS, REDUCTIONS, Process, ReceivePortState, current_process
@@ -104,22 +105,27 @@ async def _take_with_channels(
     channels: list[Match[Any]],
     deadline: float | None,
 ) -> tuple[Any, Match[Any]] | None:
-    """`take` when some clauses take from channels: those first, in clause order, then
-    the mailbox; waiting, it is woken by either."""
+    """`take` when some clauses take from channels. The clauses are tried in the order
+    given, as Cloud Haskell does: a channel clause takes its channel's next message; a
+    run of mailbox clauses takes the first message, in arrival order, one of them
+    accepts. Waiting, it is woken by a channel or the mailbox."""
     loop = asyncio.get_running_loop()
+    runs = [(on_channel, list(run)) for on_channel, run in groupby(clauses, _on_channel)]
     while True:
-        for clause in channels:
-            assert clause.source is not None
-            found, msg = clause.source._pop()
-            if found:
-                return msg, clause
-        mb = proc.mailbox
-        if mb:
-            for i, msg in enumerate(mb):
-                for clause in clauses:
-                    if clause.accepts(msg):
-                        del mb[i]
+        for on_channel, run in runs:
+            if on_channel:
+                for clause in run:
+                    found, msg = clause.source._pop()  # type: ignore[union-attr]
+                    if found:
                         return msg, clause
+                continue
+            mb = proc.mailbox
+            if mb:
+                for i, msg in enumerate(mb):
+                    for clause in run:
+                        if clause.accepts(msg):
+                            del mb[i]
+                            return msg, clause
         if deadline is not None and deadline <= loop.time():
             return None
         # a message on any of the channels wakes us as one in the mailbox would
@@ -138,6 +144,10 @@ async def _take_with_channels(
                     st.wake_one()  # the wakeup it gave us may be another's: pass it on
             if not poke.done():
                 poke.cancel()
+
+
+def _on_channel(clause: Match[Any]) -> bool:
+    return clause.source is not None
 
 
 def _wake_waiter(proc: Process) -> None:

@@ -44,8 +44,11 @@ class Registry:
         """Point an already registered *name* at *pid*."""
         if name not in self._names:
             raise ProcessRegistrationException(f"{name!r} is not registered")
-        self._unbind(name)
+        self._check_alive(name, pid)  # refused: the name stays as it was
+        old = self._unbind(name)
         self._bind(name, pid)
+        self._table.tracer.emit("unregistered", old, detail=name)
+        self._table.tracer.emit("registered", pid, detail=name)
 
     def unregister(self, name: str) -> None:
         """Remove *name*; raises `ProcessRegistrationException` if it is not registered."""
@@ -69,27 +72,31 @@ class Registry:
         """Free every name *pid* (a local process) held."""
         names = self._held.pop(pid.lid, None)
         if names:
-            for name in names:
-                if self._names.get(name) == pid:
-                    del self._names[name]
+            for name in sorted(names):
+                self.free_if(name, pid)
+
+    def _check_alive(self, name: str, pid: ProcessId) -> None:
+        if pid.node == self._table.node_id and pid.lid not in self._table.procs:
+            raise ProcessRegistrationException(f"cannot register {name!r}: {pid} is not alive")
 
     def _bind(self, name: str, pid: ProcessId) -> None:
+        self._check_alive(name, pid)
         if pid.node == self._table.node_id:
-            if pid.lid not in self._table.procs:
-                raise ProcessRegistrationException(f"cannot register {name!r}: {pid} is not alive")
             self._held.setdefault(pid.lid, set()).add(name)
         self._names[name] = pid
         if pid.node != self._table.node_id and self.on_remote is not None:
             self.on_remote(name, pid)
 
     def free_if(self, name: str, pid: ProcessId) -> None:
-        """Free *name* if it still names *pid* (a remote process that ended)."""
+        """Free *name* if it still names *pid* (a process that ended)."""
         if self._names.get(name) == pid:
             del self._names[name]
+            self._table.tracer.emit("unregistered", pid, detail=name)
 
-    def _unbind(self, name: str) -> None:
+    def _unbind(self, name: str) -> ProcessId:
         pid = self._names.pop(name)
         if pid.node == self._table.node_id:
             names = self._held.get(pid.lid)
             if names is not None:
                 names.discard(name)
+        return pid
