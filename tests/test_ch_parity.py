@@ -893,6 +893,42 @@ async def test_trace_sending() -> None:
     assert await run(main) == ("sent", True, True, "str")
 
 
+async def test_trace_sending_every_way() -> None:
+    """Mx send events: usend, nsend, a channel send and an nsend_remote are traced
+    with their sender, like a plain send."""
+
+    async def main() -> list[tuple[Any, ...]]:
+        me = get_self_pid()
+        pid = spawn_local(expect, str)
+        register("sink", pid)
+        chan, _ = new_chan(str)
+        sp, rp = new_chan(TraceEvent)
+        start_tracer(forward_events, sp, kinds=("sent",))
+        usend(pid, "by usend")
+        nsend("sink", "by nsend")
+        send_chan(chan, "on a channel")
+        nowhere = NodeId("127.0.0.1", free_port())
+        nsend_remote(nowhere, "far", "by nsend_remote")
+        events = []
+        for _ in range(4):
+            ev = await receive_chan_timeout(rp, WAIT)
+            assert ev is not None
+            events.append((ev.pid == me, ev.other, ev.node, ev.detail))
+        stop_tracer()
+        return [
+            *[(frm, other == pid, node, detail) for frm, other, node, detail in events[:2]],
+            (events[2][0], events[2][1] == chan.pid, events[2][2], events[2][3]),
+            (events[3][0], events[3][1], events[3][2] == nowhere, events[3][3]),
+        ]
+
+    assert await run(main) == [
+        (True, True, None, "str"),
+        (True, True, None, "str"),
+        (True, True, None, "str (channel)"),
+        (True, None, True, "str (to 'far')"),
+    ]
+
+
 async def test_trace_unregistration() -> None:
     """Trace Unregistration: a process freeing its name is traced with the name."""
 

@@ -26,7 +26,7 @@ from ..identity import NodeId, ProcessId, SendPort
 from ..messages import WhereIsReply
 from ..wire import protocol as P
 from ..wire.codec import to_wire
-from .mailbox import Process, ReceivePortState, exit_signal
+from .mailbox import CURRENT_PROCESS, Process, ReceivePortState, exit_signal
 from .outbox import Outbox
 from .registry import Registry
 from .table import ProcessTable
@@ -131,10 +131,18 @@ class Router:
             busy = enqueue(pid.node, P.Send(pid.lid, wire)) or busy
         return busy
 
-    def _trace(self, pid: ProcessId, msg: Any, sender: Process | None) -> None:
-        """The send of *msg* to *pid*, and its delivery if *pid* is here."""
+    def _trace(
+        self, pid: ProcessId, msg: Any, sender: Process | None, channel: bool = False
+    ) -> None:
+        """The send of *msg* to *pid* (on one of its channels, if *channel*), and its
+        delivery if *pid* is here. The sender is the calling process (also for a
+        `usend` or `nsend`, which pass none: only tracing looks it up)."""
+        if sender is None:
+            sender = CURRENT_PROCESS.get(None)
         tracer, frm = self._table.tracer, None if sender is None else sender.pid
         kind = type(msg).__name__
+        if channel:
+            kind += " (channel)"
         tracer.emit("sent", frm, pid, detail=kind)
         if pid.node == self.node_id and pid.lid in self._table.procs:
             tracer.emit("received", pid, frm, detail=kind)
@@ -150,6 +158,11 @@ class Router:
         """Send to the process registered as *name* on *node*."""
         if node == self.node_id:
             return self.nsend(name, msg)
+        tracer = self._table.tracer
+        if tracer.sends:
+            frm = sender or CURRENT_PROCESS.get(None)
+            detail = f"{type(msg).__name__} (to {name!r})"
+            tracer.emit("sent", None if frm is None else frm.pid, node=node, detail=detail)
         # a name stands for a process of that node: held to the rule as pid 0 there
         if sender is not None and not self.may_send(sender, ProcessId(node, 0)):
             return None
@@ -166,6 +179,8 @@ class Router:
     def send_chan(self, port: SendPort, msg: Any, sender: Process | None = None) -> Busy:
         """Deliver *msg* on a typed channel; dropped if its owner has ended."""
         pid = port.pid
+        if self._table.tracer.messages:
+            self._trace(pid, msg, sender, channel=True)
         if pid.node == self.node_id:
             proc = self._table.procs.get(pid.lid)
             state = proc.ports.get(port.cid) if proc is not None and proc.ports else None
