@@ -152,6 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"declare a silent peer lost after this long (default: {DEFAULT_DETECT:g}s)",
         )
 
+    def metrics_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--metrics-port",
+            type=_port,
+            default=None,
+            metavar="N",
+            help="serve the node's counters for Prometheus on this TCP port "
+            "(http://HOST:N/metrics; needs cloudy[metrics])",
+        )
+
     def discovery_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--discovery-port", type=_port, default=None, help="UDP discovery port")
         p.add_argument(
@@ -183,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("port", type=_port)
     discovery_options(p)
     detect_option(p)
+    metrics_option(p)
     # `cloudy local` passes this: the slave ends when its parent's pipe closes.
     p.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
@@ -208,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_options(p)
     discovery_options(p)
     detect_option(p)
+    metrics_option(p)
 
     p = sub.add_parser("local", help="run the whole experiment on this machine")
     p.add_argument("--slaves", type=_slaves, default=4, help="number of slave processes")
@@ -271,4 +283,5 @@ _VALUE_FLAGS = {
     "--kill-master-at",
     "--freeze-master-at",
     "--fault-slave",
+    "--metrics-port",
 }
