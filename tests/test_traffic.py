@@ -35,9 +35,14 @@ from cloudy import (
     kill,
     monitor_node,
     new_chan,
+    nsend,
     receive_chan,
+    register,
     send,
+    send_chan,
+    send_many,
     spawn_local,
+    usend,
     whereis_remote,
 )
 from cloudy.errors import ConnectionRefusedByPeer
@@ -193,6 +198,24 @@ async def test_process_info_counts_messages_in_and_out_and_says_it_waits_in_rece
     assert all(s.pid.node == peer.node_id for s in listed)
     # ours: N sent, N echoed back and the answer to `whereis_remote`
     assert (mine.messages_out, mine.messages_in, mine.waiting) == (N, N + 1, "running")
+
+
+async def test_every_way_of_sending_counts_for_the_sender_and_the_mailbox_it_fills() -> None:
+    async def main() -> tuple[int, int, int, int]:
+        inbox = spawn_local(expect, ProcessId)  # never sent one: it only collects
+        register("inbox", inbox)
+        port, _ = new_chan()
+        for i in range(3):
+            send(inbox, i)
+        send_many([inbox, inbox], "both")
+        nsend("inbox", "by name")
+        usend(inbox, "unordered")
+        send_chan(port, "on a channel")  # sent, but to a channel, not a mailbox
+        me, there = get_process_info(get_self_pid()), get_process_info(inbox)
+        assert me is not None and there is not None
+        return me.messages_out, there.messages_in, there.mailbox_length, me.messages_in
+
+    assert await run(main) == (3 + 2 + 1 + 1 + 1, 7, 7, 0)
 
 
 async def test_what_each_process_waits_in() -> None:

@@ -156,8 +156,8 @@ def send_chan(port: SendPort, msg: Any) -> None:
     if port.kind is not None and kind_of(type(msg)) != port.kind:
         raise TypeError(f"{port!r} takes {port.kind}, not {kind_of(type(msg))}")
     proc = current_process()
-    proc.messages_out += 1
     busy = current_node().send_chan(port, msg, proc)
+    proc.messages_out += 1
     if busy is not None:
         proc.block(busy)
 

@@ -103,8 +103,9 @@ class ProcessInfo(Message):
     (a typed channel), ``"call"`` (a remote call or spawn), ``"drain"`` (waiting for a
     busy peer to take what it sent), ``"sleep"``, ``"other"`` (any other await) — or
     ``"running"`` (it is the one asking) or ``"ready"`` (about to run).
-    *messages_in*: messages put in its mailbox since it started; *messages_out*:
-    messages it sent (`send`, `usend`, `nsend`, `send_chan`, each of `send_many`'s).
+    *messages_in*: messages put in its mailbox since it started (any dropped over a
+    mailbox limit too); *messages_out*: messages it sent (`send`, `usend`, `nsend`,
+    `nsend_remote`, `send_chan`, and each of `send_many`'s).
     """
 
     node: NodeId
@@ -134,8 +135,8 @@ class PeerStats(Message):
     ``"closed"`` (lost: kept until the peer is back, a few of them).
     *silent_for*: seconds since any byte (a heartbeat tick at least) came from it.
     *heartbeat*: ``"ok"``; ``"late"`` when silent for over a heartbeat interval (two
-    tick periods, two fifths of the heartbeat timeout: it missed a tick); ``"lost"``
-    when silent past the heartbeat timeout, or closed.
+    tick periods, two fifths of the heartbeat timeout: it missed a tick, if both nodes
+    have the same timeout); ``"lost"`` when silent past the heartbeat timeout, or closed.
     The counts are of this connection: items (process messages and the nodes' own
     signals) and bytes, both ways.
     """

@@ -110,9 +110,9 @@ def send(pid: ProcessId, msg: Any) -> None:
     if proc is None:
         current_node()  # raises NotInProcessError
         return
-    proc.messages_out += 1
     node: LocalNode = proc.node
     if pid.node is node.node_id and not node.tracer.messages:  # made here: the hot path
+        proc.messages_out += 1
         target = node.processes.get(pid.lid)
         if target is not None:
             mb = target.mailbox
@@ -125,6 +125,7 @@ def send(pid: ProcessId, msg: Any) -> None:
                 target.deliver(msg)
         return
     busy = node.send(pid, msg, proc)
+    proc.messages_out += 1
     if busy is not None:
         proc.block(busy)
 
@@ -138,8 +139,8 @@ def usend(pid: ProcessId, msg: Any) -> None:
     `send` where order matters, and `reconnect` after a loss.
     """
     proc = current_process()
-    proc.messages_out += 1
     busy = current_node().send(pid, msg)
+    proc.messages_out += 1
     if busy is not None:
         proc.block(busy)
 
@@ -181,8 +182,8 @@ async def drain() -> None:
 def nsend(name: str, msg: Any) -> None:
     """Send *msg* to the process registered as *name* on this node (dropped if none)."""
     proc = current_process()
-    proc.messages_out += 1
     busy = current_node().nsend(name, msg)
+    proc.messages_out += 1
     if busy is not None:
         proc.block(busy)
 
@@ -190,8 +191,8 @@ def nsend(name: str, msg: Any) -> None:
 def nsend_remote(node: NodeId, name: str, msg: Any) -> None:
     """Send *msg* to the process registered as *name* on *node*."""
     proc = current_process()
-    proc.messages_out += 1
     busy = current_node().nsend_remote(node, name, msg, proc)
+    proc.messages_out += 1
     if busy is not None:
         proc.block(busy)
 
