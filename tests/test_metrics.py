@@ -36,6 +36,7 @@ from cloudy import (
     whereis_remote,
 )
 from cloudy.aio import free_port
+from cloudy.metrics import MetricsServer, Snapshot
 from cloudy.testing import NodeProcess
 
 COOKIE = "test-metrics"
@@ -194,3 +195,16 @@ async def test_a_metrics_port_in_use_fails_the_start_and_leaves_nothing_listenin
             await node.start()
         with pytest.raises(ConnectionRefusedError), socket.socket() as s:
             s.connect(("127.0.0.1", node.node_id.port))  # its node port is closed again
+
+
+async def test_a_node_that_cannot_answer_a_scrape_is_scraped_as_down() -> None:
+    def broken() -> Snapshot:
+        raise RuntimeError("no snapshot today")
+
+    server = MetricsServer("127.0.0.1", 0, broken)
+    try:
+        families, samples = await asyncio.to_thread(scrape, server.port)
+    finally:
+        await server.close()
+    assert families == {"cloudy_up"}
+    assert value(samples, "cloudy_up") == 0
