@@ -6,6 +6,7 @@ process, so the message types carry the same tags on both sides.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from cloudy import (
@@ -61,6 +62,12 @@ async def echo_server() -> None:
 
 @remotable
 def add(a: int, b: int) -> int:
+    return a + b
+
+
+@remotable
+async def slow_add(a: int, b: int, seconds: float) -> int:
+    await asyncio.sleep(seconds)
     return a + b
 
 

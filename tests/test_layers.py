@@ -21,7 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cloudy.errors", "cloudy.message", "cloudy.messages", "cloudy.closure"),
     ("cloudy.wire.*",),
     ("cloudy.transport.*",),
-    ("cloudy.node.*",),
+    # metrics: a node's counters for Prometheus, served by the node that has them
+    ("cloudy.node.*", "cloudy.metrics"),
     (
         "cloudy.process",
         "cloudy.channels",

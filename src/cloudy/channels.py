@@ -18,6 +18,7 @@ import msgspec
 from .errors import NotChannelOwnerError
 from .identity import SendPort
 from .node import Match, ReceivePortState, current_node, current_process
+from .node.waiting import waits_in
 
 __all__ = [
     "MergedPort",
@@ -157,6 +158,7 @@ def send_chan(port: SendPort, msg: Any) -> None:
         raise TypeError(f"{port!r} takes {port.kind}, not {kind_of(type(msg))}")
     proc = current_process()
     busy = current_node().send_chan(port, msg, proc)
+    proc.messages_out += 1
     if busy is not None:
         proc.block(busy)
 
@@ -178,6 +180,7 @@ def _wake(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+@waits_in("receive_chan")
 async def _receive_chan(port: ReceivePort[T], seconds: float | None) -> T | None:
     proc = current_process()
     node = current_node()

@@ -2,8 +2,9 @@
 
 Every command has its own --help with examples (texts in `cloudy.cli_help`).
 
-cloudy slave HOST PORT [--heart [--heart-intensity R/T]]
+cloudy slave HOST PORT [--heart [--heart-intensity R/T]] [--metrics-port N]
 cloudy master HOST PORT [SEND_US GRACE_US SEED] [--send-for 2s --wait-for 1s --with-seed 0]
+              [--metrics-port N]
 cloudy local [--slaves 4 --send-for 2s --wait-for 1s --with-seed 0]
              [--kill-slave-at T] [--freeze-slave-at T:D] [--fault-slave K]
              [--kill-master-at T] [--freeze-master-at T:D]
@@ -74,17 +75,15 @@ def _params(args: argparse.Namespace) -> Params:
     )
 
 
+# flag (as argparse names it) -> the backend's (and its node's) option
+_OPTIONS = {"discovery_port": "multicast_port", "detect": "heartbeat_timeout"}
+_OPTIONS |= {"peers": "peers", "metrics_port": "metrics_port"}
+
+
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if args.cookie is not None:  # else $CLOUDY_COOKIE, else the cookie file
-        options["cookie"] = args.cookie
-    if getattr(args, "discovery_port", None) is not None:
-        options["multicast_port"] = args.discovery_port
-    if getattr(args, "peers", None) is not None:
-        options["peers"] = args.peers
-    if getattr(args, "detect", None) is not None:
-        options["heartbeat_timeout"] = args.detect
-    return options
+    options = {"cookie": args.cookie} if args.cookie is not None else {}
+    given = {flag: getattr(args, flag, None) for flag in _OPTIONS}
+    return options | {_OPTIONS[flag]: value for flag, value in given.items() if value is not None}
 
 
 async def _slave(args: argparse.Namespace) -> int:
@@ -212,6 +211,8 @@ def _slave_with_heart(args: argparse.Namespace) -> int:
         command += ["--peers", ",".join(map(str, args.peers))]
     if args.detect is not None:
         command += ["--detect", f"{args.detect}s"]
+    if args.metrics_port is not None:
+        command += ["--metrics-port", str(args.metrics_port)]
     name = f"slave {NodeId(args.host, args.port)}"
     # the cookie in the environment, not on a command line others can read
     env = None if args.cookie is None else dict(os.environ, CLOUDY_COOKIE=args.cookie)

@@ -233,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
                 help=f"declare a silent peer lost after this long (default: {DEFAULT_DETECT:g}s)",
             )
 
+    def metrics_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--metrics-port",
+            type=_port,
+            default=None,
+            metavar="N",
+            help="serve the node's counters for Prometheus on this TCP port "
+            "(http://HOST:N/metrics; needs cloudy[metrics])",
+        )
+
     def discovery_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--discovery-port",
@@ -271,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("port", type=_port, help=f"{_PORT}; --heart needs a fixed one")
     discovery_options(p)
     node_options(p)
+    metrics_option(p)
     # `cloudy local` passes this: the slave ends when its parent's pipe closes.
     p.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
@@ -302,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_options(p)
     discovery_options(p)
     node_options(p)
+    metrics_option(p)
 
     p = command("local")
     p.add_argument(
@@ -373,4 +385,5 @@ _VALUE_FLAGS = {
     "--tokens",
     "--window",
     "--detect",
+    "--metrics-port",
 }

@@ -1,7 +1,8 @@
-"""What a node and its processes look like from anywhere: `get_node_stats` and
-`get_process_info_remote` (Cloud Haskell's ``getNodeStats`` and ``getProcessInfo``),
-answered on the node concerned by a registered function run with `call`, so they
-need no way in of their own (the cookie guards them like any call); and tracing —
+"""What a node and its processes look like from anywhere: `get_node_stats`,
+`get_process_info_remote` (Cloud Haskell's ``getNodeStats`` and ``getProcessInfo``)
+and `get_process_infos` (every process of a node), answered on the node concerned
+by a registered function run with `call`, so they need no way in of their own (the
+cookie guards them like any call); and tracing —
 `start_tracer`, `set_trace_flags`, `stop_tracer` — which tells one process of a node
 what happens there (`TraceEvent`)."""
 
@@ -13,8 +14,7 @@ from typing import Any
 from .closure import closure, remotable
 from .identity import NodeId, ProcessId
 from .links import kill
-from .message import Message
-from .messages import ProcessInfo
+from .messages import NodeStats, PeerStats, ProcessInfo, ProcessSummary
 from .node import current_node
 from .node.trace import KINDS, TraceEvent
 from .process import call, get_process_info, spawn_local
@@ -22,9 +22,12 @@ from .process import call, get_process_info, spawn_local
 __all__ = [
     "TRACE_KINDS",
     "NodeStats",
+    "PeerStats",
+    "ProcessSummary",
     "TraceEvent",
     "get_node_stats",
     "get_process_info_remote",
+    "get_process_infos",
     "set_trace_flags",
     "start_tracer",
     "stop_tracer",
@@ -35,23 +38,16 @@ TRACE_KINDS = KINDS
 DEFAULT_TRACE = frozenset(KINDS - {"sent", "received"})
 
 
-class NodeStats(Message):
-    """A node's counts: live processes, registered names, and the monitors and links
-    its processes hold."""
-
-    node: NodeId
-    processes: int
-    registered_names: int
-    monitors: int
-    links: int
-
-
 @remotable
 def node_stats_here() -> NodeStats:
     """This node's `NodeStats` (what `get_node_stats` runs on the node asked)."""
-    node = current_node()
-    monitors, links = node.monitors.counts()
-    return NodeStats(node.node_id, node.process_count(), len(node.registry), monitors, links)
+    return current_node().node_stats()
+
+
+@remotable
+def process_infos_here() -> list[ProcessSummary]:
+    """Every process of this node (what `get_process_infos` runs on the node asked)."""
+    return current_node().process_infos()
 
 
 @remotable
@@ -62,12 +58,22 @@ def process_info_here(pid: ProcessId) -> ProcessInfo | None:
 
 
 async def get_node_stats(node: NodeId) -> NodeStats:
-    """The counts of *node* (this one or another; raises `NodeUnreachable` if it
-    cannot be reached)."""
+    """The counts and traffic of *node* (this one or another; raises `NodeUnreachable`
+    if it cannot be reached). See `NodeStats` for what each field counts."""
     if node == current_node().node_id:
         return node_stats_here()
     stats: NodeStats = await call(node, closure(node_stats_here))
     return stats
+
+
+async def get_process_infos(node: NodeId) -> list[ProcessSummary]:
+    """Every live process of *node* (this one or another), oldest first: its pid and
+    its `ProcessInfo` (names, mailbox, what it waits in, messages in and out). Raises
+    `NodeUnreachable` if *node* cannot be reached. What ``cloudy ps`` shows."""
+    if node == current_node().node_id:
+        return process_infos_here()
+    infos: list[ProcessSummary] = await call(node, closure(process_infos_here))
+    return infos
 
 
 async def get_process_info_remote(pid: ProcessId) -> ProcessInfo | None:

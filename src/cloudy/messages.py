@@ -1,4 +1,5 @@
-"""Messages the runtime itself sends to processes: exit reasons and notifications."""
+"""Messages the runtime itself sends to processes: exit reasons and notifications; and
+what the node tells of itself and its processes (`ProcessInfo`, `NodeStats`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ __all__ = [
     "DiedUnknownId",
     "LogMessage",
     "NodeMonitorNotification",
+    "NodeStats",
+    "PeerStats",
     "ProcessInfo",
     "ProcessMonitorNotification",
+    "ProcessSummary",
     "WhereIsReply",
 ]
 
@@ -95,6 +99,13 @@ class ProcessInfo(Message):
     """What `get_process_info` tells of a live process (Cloud Haskell's ``ProcessInfo``).
 
     *monitors*: who monitors it, with their refs; *links*: who is linked to it.
+    *waiting*: what it is blocked in — ``"receive"`` (its mailbox), ``"receive_chan"``
+    (a typed channel), ``"call"`` (a remote call or spawn), ``"drain"`` (waiting for a
+    busy peer to take what it sent), ``"sleep"``, ``"other"`` (any other await) — or
+    ``"running"`` (it is the one asking) or ``"ready"`` (about to run).
+    *messages_in*: messages put in its mailbox since it started (any dropped over a
+    mailbox limit too); *messages_out*: messages it sent (`send`, `usend`, `nsend`,
+    `nsend_remote`, `send_chan`, and each of `send_many`'s).
     """
 
     node: NodeId
@@ -102,3 +113,70 @@ class ProcessInfo(Message):
     mailbox_length: int
     monitors: list[tuple[ProcessId, MonitorRef]]
     links: list[ProcessId]
+    waiting: str = ""
+    messages_in: int = 0
+    messages_out: int = 0
+
+
+class ProcessSummary(Message):
+    """One process of a node, as `get_process_infos` lists it."""
+
+    pid: ProcessId
+    info: ProcessInfo
+
+
+class PeerStats(Message):
+    """One connection of a node to a peer, in `NodeStats.peers`.
+
+    *node*: the peer (before the handshake of a connection it opened, only its
+    address is known: its host and the connection's port).
+    *state*: ``"handshake"`` (not yet authenticated), ``"up"``, ``"busy"`` (more
+    unsent bytes than the node's ``send_high_water``: its senders wait) or
+    ``"closed"`` (lost: kept until the peer is back, a few of them).
+    *silent_for*: seconds since any byte (a heartbeat tick at least) came from it.
+    *heartbeat*: ``"ok"``; ``"late"`` when silent for over a heartbeat interval (two
+    tick periods, two fifths of the heartbeat timeout: it missed a tick, if both nodes
+    have the same timeout); ``"lost"`` when silent past the heartbeat timeout, or closed.
+    The counts are of this connection: items (process messages and the nodes' own
+    signals) and bytes, both ways.
+    """
+
+    node: NodeId
+    state: str
+    silent_for: float
+    heartbeat: str
+    messages_in: int = 0
+    messages_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+class NodeStats(Message):
+    """A node's counts: live processes, registered names, the monitors and links its
+    processes hold, and its traffic since it started.
+
+    *messages_in* / *messages_out*: items received from / sent to peers, all peers
+    ever (process messages, and the nodes' own signals: monitors, spawns, replies);
+    *bytes_in* / *bytes_out*: bytes read from / written to their connections;
+    *peers*: one `PeerStats` per connection; *connection_losses*: peers lost (each
+    loss once, however many connections it had); *heartbeats_missed*: times a peer
+    was silent past a heartbeat interval; *frames_refused*: frames and connections
+    refused, by reason (``"bad cookie"``, ``"version"``, ``"malformed handshake"``,
+    ``"frame too large"``, ``"handshake timeout"``, ``"too many handshakes"``,
+    ``"undecodable"``, ``"undecodable message"``).
+    """
+
+    node: NodeId
+    processes: int
+    registered_names: int
+    monitors: int
+    links: int
+    uptime: float = 0.0
+    messages_in: int = 0
+    messages_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    peers: list[PeerStats] = []
+    connection_losses: int = 0
+    heartbeats_missed: int = 0
+    frames_refused: dict[str, int] = {}

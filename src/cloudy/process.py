@@ -17,8 +17,8 @@ from .identity import MonitorRef, NodeId, ProcessId
 from .links import link, monitor
 from .messages import LogMessage, ProcessInfo, WhereIsReply
 from .node import (
-    CURRENT_NODE,
     CURRENT_PROCESS,
+    LocalNode,
     Match,
     Policy,
     current_node,
@@ -66,9 +66,8 @@ __all__ = [
 
 T = TypeVar("T")
 
-# Bound methods in globals: CPython 3.11 calls a method of an imported name with
+# A bound method in a global: CPython 3.11 calls a method of an imported name with
 # LOAD_ATTR (it takes it for a module), which costs the hottest send ~10%.
-_find_node = CURRENT_NODE.get
 _find_process = CURRENT_PROCESS.get
 R = TypeVar("R")
 
@@ -107,23 +106,26 @@ def send(pid: ProcessId, msg: Any) -> None:
     receive, `drain`) until they fall below half of it, as Erlang suspends a sender
     to a busy distribution port.
     """
-    node = _find_node(None)
-    if node is None:
+    proc = _find_process(None)
+    if proc is None:
         current_node()  # raises NotInProcessError
         return
+    node: LocalNode = proc.node
     if pid.node is node.node_id and not node.tracer.messages:  # made here: the hot path
+        proc.messages_out += 1
         target = node.processes.get(pid.lid)
         if target is not None:
             mb = target.mailbox
             if mb is not None and target.waiter is None:
                 mb.append(msg)  # nobody to wake: just queue it
+                target.messages_in += 1
                 if len(mb) >= node.watch_mailboxes_at and target.attention is None:
                     node.flow.delivered(target, None)  # a long mailbox: logged
             else:
                 target.deliver(msg)
         return
-    proc = _find_process()  # set wherever CURRENT_NODE is
     busy = node.send(pid, msg, proc)
+    proc.messages_out += 1
     if busy is not None:
         proc.block(busy)
 
@@ -136,9 +138,11 @@ def usend(pid: ProcessId, msg: Any) -> None:
     messages. Use it where each message stands alone (a status, a sample); use
     `send` where order matters, and `reconnect` after a loss.
     """
+    proc = current_process()
     busy = current_node().send(pid, msg)
+    proc.messages_out += 1
     if busy is not None:
-        current_process().block(busy)
+        proc.block(busy)
 
 
 def reconnect(to: ProcessId | NodeId) -> None:
@@ -177,15 +181,18 @@ async def drain() -> None:
 
 def nsend(name: str, msg: Any) -> None:
     """Send *msg* to the process registered as *name* on this node (dropped if none)."""
+    proc = current_process()
     busy = current_node().nsend(name, msg)
+    proc.messages_out += 1
     if busy is not None:
-        current_process().block(busy)
+        proc.block(busy)
 
 
 def nsend_remote(node: NodeId, name: str, msg: Any) -> None:
     """Send *msg* to the process registered as *name* on *node*."""
     proc = current_process()
     busy = current_node().nsend_remote(node, name, msg, proc)
+    proc.messages_out += 1
     if busy is not None:
         proc.block(busy)
 

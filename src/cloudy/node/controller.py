@@ -5,6 +5,8 @@ process) is delivered in the loop itself — the hot path; every other item is o
 of the closed set of signals in `cloudy.wire.protocol`, dispatched through one
 table to one function each. A message with a part the codec could not rebuild is
 dropped with a log line naming the peer; the rest of its frame is delivered.
+Each frame's items are counted on its connection (``messages_in``), once per frame;
+what is refused, by reason, among the node's traffic counters.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..errors import CloudyError, EncodeError
 from ..identity import NodeId, ProcessId
 from ..messages import WhereIsReply
 from ..transport.tcp import Connection
+from ..transport.traffic import UNDECODABLE, UNDECODABLE_MESSAGE
 from ..wire import protocol as P
 from ..wire.codec import Undecodable, find_undecodable, to_wire
 from ..wire.codec import counter as codec_counter
@@ -75,8 +78,10 @@ class Controller:
                 log.warning(
                     "closing connection from %s: undecodable frame (%s)", conn.remote_node, e
                 )
+                conn.traffic.refuse(UNDECODABLE)
                 conn.close(f"undecodable frame: {e}")
                 return
+            conn.messages_in += len(items)
             if codec_counter.undecodable != seen:
                 # something in this frame could not be rebuilt: drop just those messages
                 items = self._without_undecodable(conn, items)
@@ -109,6 +114,7 @@ class Controller:
                 kept.append(item)
             else:
                 log.warning("dropped a message from %s: %s", conn.remote_node, bad.cause)
+                conn.traffic.refuse(UNDECODABLE_MESSAGE)
                 self._outbox.enqueue(conn.remote_node, P.Dropped(str(bad.cause)))
         return kept
 

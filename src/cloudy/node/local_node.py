@@ -11,7 +11,9 @@ built, so that no part reaches back into the node:
 * `Monitors` (``monitors.py``) — who watches whom, here and on other nodes;
 * `Requests` (``requests.py``) — remote spawns and calls awaiting a reply;
 * `Controller` (``controller.py``) — what arrives from peers;
-* the runner (``runner.py``) runs each process and reports its end to `_ended`.
+* the runner (``runner.py``) runs each process and reports its end to `_ended`;
+* `Stats` (``stats.py``) — what the node tells of itself and its processes, read on
+  demand (and served to Prometheus by `cloudy.metrics` when asked for).
 
 The node itself routes messages (local: a mailbox append; remote: the outbox),
 starts processes, and owns every background task (dials, the heartbeat), which
@@ -35,7 +37,14 @@ from ..errors import (
     SpawnError,
 )
 from ..identity import NodeId, ProcessId, port_number
-from ..messages import AnyDiedReason, ProcessInfo, ProcessMonitorNotification
+from ..messages import (
+    AnyDiedReason,
+    NodeStats,
+    ProcessInfo,
+    ProcessMonitorNotification,
+    ProcessSummary,
+)
+from ..metrics import MetricsServer, require_prometheus
 from ..transport.admission import DEFAULT_MAX_PENDING_HANDSHAKES
 from ..transport.tcp import DEFAULT_SEND_HIGH_WATER, Connection, SSLConfig, Transport
 from ..wire import protocol as P
@@ -52,8 +61,10 @@ from .registry import Registry
 from .requests import Requests
 from .routing import Router
 from .runner import run_process
+from .stats import Stats
 from .table import ProcessTable
 from .trace import Tracer
+from .waiting import waits_in
 
 __all__ = [
     "CURRENT_NODE",
@@ -101,6 +112,11 @@ class LocalNode(Router):
     suspended at its next await; a mailbox holding *mailbox_warn_at* messages is
     logged, and one holding *mailbox_pause_at* stops the connections feeding it
     from being read until it is half as long (see ``flow.py``).
+
+    With *metrics_port* (0: any free one, then see `metrics_port`) the node serves
+    its counters in Prometheus's text format at ``http://HOST:PORT/metrics`` (see
+    `cloudy.metrics`); that needs ``pip install 'cloudy[metrics]'`` (else
+    `cloudy.metrics.MetricsUnavailable`, at once).
     """
 
     def __init__(
@@ -119,7 +135,13 @@ class LocalNode(Router):
         mailbox_warn_at: int = DEFAULT_WARN_AT,
         mailbox_pause_at: int = DEFAULT_PAUSE_AT,
         logger: bool = True,
+        metrics_port: int | None = None,
     ) -> None:
+        if metrics_port is not None:
+            require_prometheus()
+        #: The port serving Prometheus metrics once started (None: not served).
+        self.metrics_port = metrics_port
+        self._metrics: MetricsServer | None = None
         self.host = host
         self.node_id = NodeId(host, port_number(port))
         self.remote_table = remote_table if remote_table is not None else default_remote_table
@@ -143,6 +165,7 @@ class LocalNode(Router):
         self.tracer: Tracer = table.tracer
         self.registry.on_remote = self._watch_remote_name
         self.monitors = Monitors(self._table, self._outbox)
+        self._stats = Stats(self._table, self.registry, self.monitors)
         self._requests = Requests(self._table, self._outbox)
         self.flow = MailboxFlow(warn_at=mailbox_warn_at, pause_at=mailbox_pause_at)
         #: The mailbox length from which a local send tells `flow` (read-only).
@@ -206,6 +229,14 @@ class LocalNode(Router):
         self.node_id = self._table.node_id = transport.local = NodeId(self.host, port)
         self._outbox.transport = transport
         self._own(transport.heartbeat(), "cloudy-heartbeat")
+        if self.metrics_port is not None:
+            try:
+                snapshot = lambda: self._stats.snapshot(transport)  # noqa: E731
+                self._metrics = MetricsServer(self.host, self.metrics_port, snapshot)
+            except BaseException:
+                await transport.close()
+                raise
+            self.metrics_port = self._metrics.port
         if self._want_logger:
             self.registry.register("logger", self.fork_process(logger_loop))
 
@@ -223,6 +254,8 @@ class LocalNode(Router):
         await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
         self._outbox.flush()
         self._requests.close()
+        if self._metrics is not None:
+            await self._metrics.close()
         if self._transport is not None:
             await self._transport.close()
 
@@ -251,7 +284,7 @@ class LocalNode(Router):
     ) -> Process:
         if self._closing:
             raise NodeClosedError(f"{self.node_id} is closed")
-        proc = Process(self._table.new_pid(), done)
+        proc = Process(self._table.new_pid(), done, self)
         self._table.procs[proc.pid.lid] = proc
         ctx = enter(proc)
         ctx.run(_current_node.set, self)
@@ -283,6 +316,7 @@ class LocalNode(Router):
         assert isinstance(pid, ProcessId), repr(pid)
         return pid
 
+    @waits_in("call")
     async def call(self, node: NodeId, clo: Closure) -> Any:
         """Run *clo* on *node* and return its result (see `cloudy.call`)."""
         if node == self.node_id:
@@ -309,11 +343,15 @@ class LocalNode(Router):
     def process_info(self, pid: ProcessId) -> ProcessInfo | None:
         """What is known of local process *pid*, or None if it is not alive here."""
         proc = self._table.get(pid)
-        if proc is None:
-            return None
-        monitors, links = self.monitors.watchers_of(pid)
-        length = len(proc.mailbox) if proc.mailbox else 0
-        return ProcessInfo(self.node_id, self.registry.names_of(pid), length, monitors, links)
+        return None if proc is None else self._stats.process_info(proc)
+
+    def process_infos(self) -> list[ProcessSummary]:
+        """Every live process of this node with what is known of it, oldest first."""
+        return self._stats.process_infos()
+
+    def node_stats(self) -> NodeStats:
+        """This node's counts and traffic (see `cloudy.NodeStats`)."""
+        return self._stats.node_stats(self._transport)
 
     def _watch_remote_name(self, name: str, pid: ProcessId) -> None:
         """Free *name* when remote process *pid* ends or its node is lost."""

@@ -17,7 +17,9 @@ await. Inside cloudy's own waits it is turned back into the signal's exception
 any other await it ends the process with that reason.
 
 Ownership rule: this file owns what belongs to one process alone — its mailbox,
-its waiter, its queue of signals, its reduction count and its channels' queues.
+its waiter, its queue of signals, its reduction count, its channels' queues and its
+two counters (messages put in its mailbox, messages it sent: a plain increment each,
+wherever that happens).
 Tables that relate processes to each other (names, monitors, links) live in
 ``registry.py`` and ``monitors.py``.
 """
@@ -34,6 +36,7 @@ from typing import Any, TypeVar
 from ..errors import NotInProcessError, ProcessExitException
 from ..identity import ProcessId
 from ..transport.tcp import Connection
+from .waiting import waits_in
 
 __all__ = [
     "CURRENT_PROCESS",
@@ -133,6 +136,9 @@ class Process:
         "done",
         "last_to",
         "mailbox",
+        "messages_in",
+        "messages_out",
+        "node",
         "pending",
         "pid",
         "ports",
@@ -143,8 +149,12 @@ class Process:
         "waiter",
     )
 
-    def __init__(self, pid: ProcessId, done: asyncio.Future[Any] | None = None) -> None:
+    def __init__(
+        self, pid: ProcessId, done: asyncio.Future[Any] | None = None, node: Any = None
+    ) -> None:
         self.pid = pid
+        # the `LocalNode` it runs on: `send` finds both with one context lookup
+        self.node = node
         self.state = ProcessState.RUNNING
         self.task: asyncio.Task[None] | None = None
         self.mailbox: deque[Any] | None = None
@@ -159,6 +169,9 @@ class Process:
         # each remote process it sent to: its node's generation then (see ``routing``)
         self.contacts: dict[ProcessId, int] | None = None
         self.last_to: ProcessId | None = None  # the last of them (a fast path)
+        # counts: messages put in its mailbox, and messages it sent (the process API's)
+        self.messages_in = 0
+        self.messages_out = 0
 
     def __repr__(self) -> str:
         queued = len(self.mailbox) if self.mailbox else 0
@@ -169,6 +182,7 @@ class Process:
         if mb is None:
             mb = self.mailbox = deque()
         mb.append(msg)
+        self.messages_in += 1
         w = self.waiter
         if w is not None:
             self.waiter = None
@@ -250,6 +264,7 @@ class Process:
         self.reductions = 0
         await self.checkpoint()
 
+    @waits_in("drain")
     async def attend(self) -> None:
         """See to what needs it before receiving: wait for a busy peer, check the mailbox."""
         attention = self.attention

@@ -25,7 +25,9 @@ When the peer is lost, the future is resolved too (the sender goes on; what it
 sent is reported lost to monitors).
 
 Ownership rule: every connection and every unsent item towards a peer lives in
-this file; the transport below sees only bytes.
+this file; the transport below sees only bytes. The items written are counted here,
+once per frame, on the connection (``messages_out``); a lost peer counts once among
+the node's ``connection_losses``, however many connections it had.
 """
 
 from __future__ import annotations
@@ -175,6 +177,7 @@ class Outbox:
         body = P.encode_items(items)
         if len(body) <= self.max_frame_size:
             conn.write_body(body)
+            conn.messages_out += len(items)
         elif len(items) > 1:
             half = len(items) // 2
             self._write(conn, items[:half])
@@ -231,6 +234,8 @@ class Outbox:
         peer = self.peers.get(node)
         if peer is None or conn not in peer.conns:
             return
+        if self.transport is not None and not self.closing:
+            self.transport.traffic.connection_losses += 1
         for other in peer.conns - {conn}:
             other.close(f"sibling connection lost: {reason}")
         self._peer_lost(node, NodeUnreachable(node, reason))

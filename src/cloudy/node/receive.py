@@ -15,6 +15,7 @@ from itertools import groupby
 from typing import Any, Generic, Protocol, TypeVar
 
 from .mailbox import CURRENT_PROCESS, REDUCTIONS, Process, ReceivePortState, current_process
+from .waiting import waits_in
 
 __all__ = ["Match", "expect", "receive_all", "take"]
 
@@ -63,6 +64,7 @@ class Match(Generic[R]):
         return self.predicate is None or bool(self.predicate(msg))
 
 
+@waits_in("receive")
 async def take(
     proc: Process, clauses: tuple[Match[Any], ...], seconds: float | None
 ) -> tuple[Any, Match[Any]] | None:
@@ -99,6 +101,7 @@ async def take(
             return None
 
 
+@waits_in("receive_chan")
 async def _take_with_channels(
     proc: Process,
     clauses: tuple[Match[Any], ...],
@@ -156,6 +159,7 @@ def _wake_waiter(proc: Process) -> None:
         waiter.set_result(None)
 
 
+@waits_in("receive")
 async def expect(tp: type[T]) -> T:
     """Wait for, remove and return the first message of type *tp* in the mailbox."""
     # `take` specialised for one type and no timeout: the hottest receive there is
@@ -180,6 +184,7 @@ async def expect(tp: type[T]) -> T:
         await proc.wait()
 
 
+@waits_in("receive")
 async def receive_all(limit: int = REDUCTIONS) -> list[Any]:
     """Take the messages waiting, oldest first, at most *limit*; wait only if there is none.
 

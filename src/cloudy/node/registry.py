@@ -64,6 +64,10 @@ class Registry:
         """The pid registered as *name*, or None."""
         return self._names.get(name)
 
+    def items(self) -> list[tuple[str, ProcessId]]:
+        """Every name and the pid it stands for (some may be of other nodes)."""
+        return list(self._names.items())
+
     def names_of(self, pid: ProcessId) -> list[str]:
         """The names local process *pid* holds, sorted."""
         return sorted(self._held.get(pid.lid, ()))

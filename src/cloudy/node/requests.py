@@ -16,6 +16,7 @@ from ..wire import protocol as P
 from ..wire.codec import Undecodable
 from .outbox import Outbox
 from .table import ProcessTable
+from .waiting import waits_in
 
 __all__ = ["Requests"]
 
@@ -32,6 +33,7 @@ class Requests:
     def __repr__(self) -> str:
         return f"<Requests {len(self._waiting)} waiting>"
 
+    @waits_in("call")
     async def request(
         self, node: NodeId, make: Callable[[int], P.Item], spawn: bool = False
     ) -> Any:

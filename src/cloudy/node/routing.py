@@ -115,7 +115,9 @@ class Router:
             if contacts is None:
                 contacts = sender.contacts = {}
         busy: Busy = None
+        sent = 0
         for pid in pids:
+            sent += 1
             if pid.node == here:
                 proc = procs.get(pid.lid)
                 if proc is not None:
@@ -129,6 +131,8 @@ class Router:
             if wire is None:
                 wire = to_wire(msg)
             busy = enqueue(pid.node, P.Send(pid.lid, wire)) or busy
+        if sender is not None:
+            sender.messages_out += sent
         return busy
 
     def _trace(

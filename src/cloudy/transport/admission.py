@@ -12,7 +12,8 @@ the cap drops the oldest; one still in handshake after ``timeout`` seconds is dr
 too. (Before authentication a connection also accepts only small frames: see
 `cloudy.wire.framing.HANDSHAKE_MAX_FRAME`.)
 
-Every refusal is counted, by kind and by address. The first one after a quiet spell
+Every refusal is counted, by kind and by address (and told to ``on_refused``, for
+the node's counters, by its label in ``traffic.py``). The first one after a quiet spell
 is logged at once; the rest are summed up in at most one line every ``every`` seconds:
 how many, from where (the top few addresses), and why. A wrong cookie or protocol
 version from a peer that got as far as a Hello is worth its own line (it is a
@@ -27,7 +28,10 @@ import collections
 import enum
 import logging
 import resource
+from collections.abc import Callable
 from typing import Protocol
+
+from . import traffic as T
 
 __all__ = [
     "DEFAULT_MAX_PENDING_HANDSHAKES",
@@ -64,6 +68,11 @@ class Refusal(enum.Enum):
     OVERSIZED = "frames over the handshake limit"
     MALFORMED = "not cloudy's handshake"
     AUTH = "wrong cookies or versions"
+
+
+# Each drop's label among a node's counters (`Traffic.refused`); the handshake's own
+# refusals (cookie, version, malformed, oversized) are counted by the connection.
+_LABEL = {Refusal.TIMEOUT: T.HANDSHAKE_TIMEOUT, Refusal.OVER_CAP: T.OVER_CAP}
 
 
 _ONE = {
@@ -108,8 +117,10 @@ class Admission:
         *,
         timeout: float,
         every: float = SUMMARY_EVERY,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.cap = pending_cap(max_pending)
+        self._on_refused = on_refused
         self.timeout = timeout
         self.every = every
         self._pending: dict[Pending, asyncio.TimerHandle] = {}
@@ -149,6 +160,8 @@ class Admission:
             self._drop(conn, Refusal.TIMEOUT, "handshake timeout")
 
     def _drop(self, conn: Pending, kind: Refusal, reason: str) -> None:
+        if self._on_refused is not None:
+            self._on_refused(_LABEL[kind])
         self.settle(conn)
         self.refuse(conn.peer_host, kind)
         conn.abort(reason)

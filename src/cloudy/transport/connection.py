@@ -15,6 +15,10 @@ Until it is UP, a connection accepts only frames as small as a handshake's
 (`HANDSHAKE_MAX_FRAME`). Once UP it reports to the owner when its unsent bytes
 pass the high-water mark and when they fall below half of it (``busy``), and the
 owner may stop and resume reading it (``reading_paused``: TCP then slows the peer).
+
+Counting (see ``traffic.py``): bytes once per socket read and write, items once per
+frame (by the owner, which knows them); when it closes, its counts join the node's
+`Traffic`, and each refusal of a frame or a handshake is counted there by reason.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from typing import Protocol, cast
 
 from ..errors import ConnectionRefusedByPeer, NodeUnreachable, ProtocolError
 from ..identity import NodeId
-from ..wire.framing import HANDSHAKE_MAX_FRAME, TICK, FrameDecoder, frame
+from ..wire.framing import HANDSHAKE_MAX_FRAME, HEADER, TICK, FrameDecoder, frame
 from ..wire.handshake import Failure, Handshake, HandshakeState
+from . import traffic as T
 from .admission import Admission, Refusal
 
 __all__ = [
@@ -77,10 +82,23 @@ class Host(Protocol):
     max_frame_size: int
     send_high_water: int
     admission: Admission
+    traffic: T.Traffic
 
     def track(self, conn: Connection) -> None: ...
 
     def untrack(self, conn: Connection) -> None: ...
+
+    def peer_up(self, conn: Connection) -> None: ...
+
+    def peer_closed(self, conn: Connection) -> None: ...
+
+
+# The handshake failures we refuse a peer for, as `Traffic.refused` labels them.
+_REFUSED = {
+    Failure.BAD_COOKIE: T.BAD_COOKIE,
+    Failure.VERSION: T.VERSION,
+    Failure.MALFORMED: T.MALFORMED,
+}
 
 
 class Connection(asyncio.Protocol):
@@ -93,6 +111,7 @@ class Connection(asyncio.Protocol):
         self.peer: NodeId | None = None
         self.peer_address = "?"
         self.peer_host = "?"
+        self.peer_port = 0
         self.state = ConnState.HANDSHAKE
         self._decoder = FrameDecoder(HANDSHAKE_MAX_FRAME)  # raised once UP
         self._hs = Handshake(cookie=owner.cookie, node=owner.local, initiator=initiator)
@@ -105,6 +124,12 @@ class Connection(asyncio.Protocol):
         # and whether we stopped reading (then its silence proves nothing)
         self.busy = False
         self.reading_paused = False
+        # traffic: bytes per read and write; items counted by the owner per frame
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.messages_in = 0
+        self.messages_out = 0
+        self.late = False  # silent past a heartbeat interval (see `Transport.heartbeat`)
 
     def __repr__(self) -> str:
         return f"<Connection {self.state.value} peer={self.peer} address={self.peer_address}>"
@@ -116,6 +141,11 @@ class Connection(asyncio.Protocol):
         assert node is not None, "remote_node before the handshake"
         return node
 
+    @property
+    def traffic(self) -> T.Traffic:
+        """The counters of the node this connection belongs to."""
+        return self._owner.traffic
+
     # --- asyncio.Protocol -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -124,6 +154,7 @@ class Connection(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         if peername:
             self.peer_host = str(peername[0])
+            self.peer_port = int(peername[1])
             self.peer_address = f"{self.peer_host}:{peername[1]}"
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -132,10 +163,13 @@ class Connection(asyncio.Protocol):
         high = self._owner.send_high_water
         self._tr.set_write_buffer_limits(high=high, low=high // 2)
         self._owner.track(self)
-        self._tr.write(self._hs.start())
+        hello = self._hs.start()
+        self.bytes_out += len(hello)
+        self._tr.write(hello)
 
     def data_received(self, data: bytes) -> None:
         self.last_recv = time.monotonic()
+        self.bytes_in += len(data)
         try:
             bodies = self._decoder.feed(data)
             if self.state is ConnState.HANDSHAKE:
@@ -154,6 +188,10 @@ class Connection(asyncio.Protocol):
         was_up = self.state is ConnState.UP
         self.state = ConnState.CLOSED
         self._owner.untrack(self)
+        self._decoder = FrameDecoder(0)  # what it held will not be read: let it go
+        self._owner.traffic.retire(self)
+        if was_up:
+            self._owner.peer_closed(self)
         if not self.ready.done():
             self.ready.set_exception(self._failure(reason))
             self.ready.exception()  # the dialler may have given up: don't warn about it
@@ -189,7 +227,10 @@ class Connection(asyncio.Protocol):
             out = self._hs.receive(body)
             if out.error is not None:  # logged before the peer can learn of it
                 self._log_failure(out.error, out.failure)
+                if out.failure in _REFUSED:
+                    self._owner.traffic.refuse(_REFUSED[out.failure])
             if out.data and self._tr is not None:
+                self.bytes_out += len(out.data)
                 self._tr.write(out.data)
             if out.error is not None:
                 self.close(out.error, failure=out.failure)
@@ -197,6 +238,7 @@ class Connection(asyncio.Protocol):
             if self._hs.state is HandshakeState.DONE:
                 self.peer = self._hs.peer
                 self.state = ConnState.UP
+                self._owner.peer_up(self)
                 self._decoder.max_frame = self._owner.max_frame_size
                 self._owner.admission.settle(self)
                 if not self.ready.done():
@@ -231,6 +273,7 @@ class Connection(asyncio.Protocol):
     _handshake_failure: Failure | None = None
 
     def _protocol_error(self, reason: str) -> None:
+        self._owner.traffic.refuse(T.TOO_LARGE)  # the decoder's one complaint
         if self.state is ConnState.HANDSHAKE and not self.initiator:
             self._owner.admission.refuse(self.peer_host, Refusal.OVERSIZED)
             self.abort(reason)  # drop what it sent: it will not be read
@@ -245,11 +288,13 @@ class Connection(asyncio.Protocol):
         tr = self._tr
         if tr is not None and self.state is ConnState.UP:
             tr.write(frame(body))
+            self.bytes_out += len(body) + HEADER
             self.last_sent = time.monotonic()
 
     def tick(self) -> None:
         if self._tr is not None and self.state is ConnState.UP:
             self._tr.write(TICK)
+            self.bytes_out += len(TICK)
             self.last_sent = time.monotonic()
 
     def close(self, reason: str, *, failure: Failure | None = None) -> None:

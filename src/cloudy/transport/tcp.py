@@ -8,7 +8,11 @@ frame (a *tick*) on every connection that has sent nothing for a while, and
 declares lost any connection from which nothing (not even a tick) has arrived
 for ``heartbeat_timeout`` seconds: that is how a frozen or partitioned peer is
 noticed without waiting for TCP, which may take many minutes. Silence counts
-only while our own loop turns on time and while we read the connection.
+only while our own loop turns on time and while we read the connection. A peer
+silent for two tick periods (`late_after`: it missed a tick) is *late*; each time
+one becomes late is counted in `traffic` (``heartbeats_missed``). The last
+connection lost to each node is kept (a few, until that node is back) for whoever
+looks just after a loss (`closed`).
 
 The listener keeps only so many connections in handshake, for so long (see
 `admission`): a peer without the cookie can neither fill our memory nor our file
@@ -36,6 +40,7 @@ from .connection import (
     ConnState,
     unreachable,
 )
+from .traffic import Traffic
 
 __all__ = [
     "DEFAULT_SEND_HIGH_WATER",
@@ -50,6 +55,14 @@ __all__ = [
 log = logging.getLogger("cloudy.transport")
 
 SSLConfig = _ssl.SSLContext | tuple[_ssl.SSLContext, _ssl.SSLContext]
+
+# Ticks per heartbeat timeout: one or two late ones (a busy loop, a GC pause) never
+# look like a dead peer.
+TICKS_PER_TIMEOUT = 5
+# Tick periods of silence after which a peer is late (it missed one).
+LATE_TICKS = 2
+# Lost connections kept for a look after the loss (the newest, one per node).
+KEPT_CLOSED = 16
 
 
 def listen_error(host: str, port: int, error: OSError) -> OSError:
@@ -104,8 +117,11 @@ class Transport:
         self.connect_timeout = connect_timeout
         self.heartbeat_timeout = heartbeat_timeout
         self.max_frame_size = max_frame_size
+        self.traffic = Traffic()
         # accepted connections in handshake: how many, how long, and the log of refusals
-        self.admission = Admission(max_pending_handshakes, timeout=connect_timeout)
+        self.admission = Admission(
+            max_pending_handshakes, timeout=connect_timeout, on_refused=self.traffic.refuse
+        )
         self._ssl_server: _ssl.SSLContext | None = None
         self._ssl_client: _ssl.SSLContext | None = None
         if isinstance(ssl, tuple):
@@ -114,6 +130,8 @@ class Transport:
             self._ssl_server = self._ssl_client = ssl
         self._server: asyncio.Server | None = None
         self._conns: set[Connection] = set()
+        # the last connection lost to each node, until it is back (newest last)
+        self.closed: dict[NodeId, Connection] = {}
 
     def __repr__(self) -> str:
         return f"<Transport {self.local} connections={len(self._conns)}>"
@@ -126,6 +144,25 @@ class Transport:
     def untrack(self, conn: Connection) -> None:
         self._conns.discard(conn)
         self.admission.settle(conn)
+
+    def peer_up(self, conn: Connection) -> None:
+        self.closed.pop(conn.remote_node, None)
+
+    def peer_closed(self, conn: Connection) -> None:
+        node = conn.remote_node
+        self.closed.pop(node, None)
+        self.closed[node] = conn
+        if len(self.closed) > KEPT_CLOSED:
+            del self.closed[next(iter(self.closed))]
+
+    def connections(self) -> list[Connection]:
+        """Every open connection, in handshake or up."""
+        return list(self._conns)
+
+    @property
+    def late_after(self) -> float:
+        """Seconds of silence after which a peer is late (it missed a tick)."""
+        return self.heartbeat_timeout * LATE_TICKS / TICKS_PER_TIMEOUT
 
     async def listen(self, host: str, port: int) -> int:
         """Start accepting; return the port actually bound (useful with port 0).
@@ -191,9 +228,9 @@ class Transport:
 
         The caller owns this task (the node runs it with its other background tasks).
         """
-        # Tick five times per timeout so that one or two late ticks (a busy loop, a
-        # GC pause) never look like a dead peer.
-        period = self.heartbeat_timeout / 5
+        period = self.heartbeat_timeout / TICKS_PER_TIMEOUT
+        late_after = self.late_after
+        traffic = self.traffic
         awake = time.monotonic()  # since when our own loop has been turning on time
         while True:
             before = time.monotonic()
@@ -208,6 +245,11 @@ class Transport:
                     continue
                 # a connection we stopped reading: its silence is ours, not the peer's
                 silent = 0.0 if conn.reading_paused else now - max(conn.last_recv, awake)
+                late = silent > late_after
+                if late is not conn.late:
+                    conn.late = late
+                    if late:
+                        traffic.heartbeats_missed += 1
                 if silent > self.heartbeat_timeout:
                     log.warning(
                         "%s (%s) silent for %.1fs: declaring it lost",
