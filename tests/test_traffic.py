@@ -185,19 +185,23 @@ async def test_process_info_counts_messages_in_and_out_and_says_it_waits_in_rece
     async def main() -> tuple[Any, ...]:
         echo = await whereis_remote(peer.node_id, "echo")
         assert echo is not None
+        # asking starts the counting on either node (other tests may have asked the peer)
+        before = await get_process_info_remote(echo)
+        assert get_process_info(get_self_pid()) is not None
         await echo_n(echo, N)
         info = await get_process_info_remote(echo)
         listed = await get_process_infos(peer.node_id)
-        return echo, info, listed, get_process_info(get_self_pid())
+        return echo, before, info, listed, get_process_info(get_self_pid())
 
-    echo, info, listed, mine = await run(main)
-    assert info is not None and info.names == ["echo"]
-    assert (info.messages_in, info.messages_out, info.waiting) == (N, N, "receive")
+    echo, before, info, listed, mine = await run(main)
+    assert before is not None and info is not None and info.names == ["echo"]
+    got = (info.messages_in - before.messages_in, info.messages_out - before.messages_out)
+    assert (*got, info.waiting) == (N, N, "receive")
     assert [s.info for s in listed if s.pid == echo] == [info]
     assert [s.pid.lid for s in listed] == sorted(s.pid.lid for s in listed)  # oldest first
     assert all(s.pid.node == peer.node_id for s in listed)
-    # ours: N sent, N echoed back and the answer to `whereis_remote`
-    assert (mine.messages_out, mine.messages_in, mine.waiting) == (N, N + 1, "running")
+    # ours, counted from our first question: N sent, N echoed back
+    assert (mine.messages_out, mine.messages_in, mine.waiting) == (N, N, "running")
 
 
 async def test_every_way_of_sending_counts_for_the_sender_and_the_mailbox_it_fills() -> None:
@@ -205,6 +209,9 @@ async def test_every_way_of_sending_counts_for_the_sender_and_the_mailbox_it_fil
         inbox = spawn_local(expect, ProcessId)  # never sent one: it only collects
         register("inbox", inbox)
         port, _ = new_chan()
+        send(inbox, "unwatched")  # nobody asked yet: not counted (the fast path)
+        watched = get_process_info(inbox)  # counting starts now, from zero
+        assert watched is not None and watched.messages_in == 0
         for i in range(3):
             send(inbox, i)
         send_many([inbox, inbox], "both")
@@ -215,7 +222,7 @@ async def test_every_way_of_sending_counts_for_the_sender_and_the_mailbox_it_fil
         assert me is not None and there is not None
         return me.messages_out, there.messages_in, there.mailbox_length, me.messages_in
 
-    assert await run(main) == (3 + 2 + 1 + 1 + 1, 7, 7, 0)
+    assert await run(main) == (3 + 2 + 1 + 1 + 1, 7, 1 + 7, 0)
 
 
 async def test_what_each_process_waits_in() -> None:

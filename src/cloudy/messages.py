@@ -103,9 +103,13 @@ class ProcessInfo(Message):
     (a typed channel), ``"call"`` (a remote call or spawn), ``"drain"`` (waiting for a
     busy peer to take what it sent), ``"sleep"``, ``"other"`` (any other await) — or
     ``"running"`` (it is the one asking) or ``"ready"`` (about to run).
-    *messages_in*: messages put in its mailbox since it started (any dropped over a
-    mailbox limit too); *messages_out*: messages it sent (`send`, `usend`, `nsend`,
-    `nsend_remote`, `send_chan`, and each of `send_many`'s).
+    *messages_in*: messages put in its mailbox (any dropped over a mailbox limit
+    too); *messages_out*: messages it sent (`send`, `usend`, `nsend`, `nsend_remote`,
+    `send_chan`, and each of `send_many`'s). Both count from the first time anyone
+    asked this node about its processes (`get_process_info`, `get_process_infos`,
+    ``cloudy ps``/``top``), or from the process's start if later: like the statistics
+    Erlang's etop turns on, counting begins once watched, so a node nobody watches
+    keeps its fastest local send.
     """
 
     node: NodeId

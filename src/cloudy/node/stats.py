@@ -35,8 +35,19 @@ class Stats:
         self._registry = registry
         self._monitors = monitors
 
+    def _count(self) -> None:
+        """Start counting every process's messages, from zero, if not yet (the fast
+        local send does not count: see `Tracer.count`)."""
+        tracer = self._table.tracer
+        if not tracer.counting:
+            tracer.count()
+            for proc in self._table.procs.values():
+                proc.messages_in = proc.messages_out = 0
+
     def process_info(self, proc: Process) -> ProcessInfo:
-        """What is known of local process *proc*."""
+        """What is known of local process *proc* (its messages are counted from the
+        first time anyone asked about this node's processes)."""
+        self._count()
         pid = proc.pid
         monitors, links = self._monitors.watchers_of(pid)
         return ProcessInfo(

@@ -41,14 +41,19 @@ class TraceEvent(Message):
 class Tracer:
     """The node's tracer: who gets the events, and which kinds."""
 
-    __slots__ = ("kinds", "messages", "pid", "procs", "receives", "sends")
+    __slots__ = ("counting", "kinds", "messages", "pid", "procs", "receives", "sends")
 
     def __init__(self, procs: dict[int, Process]) -> None:
         self.procs = procs
         self.pid: ProcessId | None = None
         self.kinds: frozenset[str] = frozenset()
-        # read on every send and delivery: `messages` is `sends or receives`
+        # read on every send and delivery: `messages` is `sends or receives or
+        # counting`; while it is set, a local send leaves its fast path
         self.sends = self.receives = self.messages = False
+        # whether every process's messages are counted (`ProcessInfo.messages_in`,
+        # `messages_out`): from the first time anyone asks for them, like Erlang's
+        # statistics that etop turns on; a node nobody watches pays nothing
+        self.counting = False
 
     def start(self, pid: ProcessId, kinds: frozenset[str]) -> None:
         unknown = kinds - KINDS
@@ -56,11 +61,16 @@ class Tracer:
             raise ValueError(f"unknown trace kinds {sorted(unknown)} (known: {sorted(KINDS)})")
         self.pid, self.kinds = pid, kinds
         self.sends, self.receives = "sent" in kinds, "received" in kinds
-        self.messages = self.sends or self.receives
+        self.messages = self.sends or self.receives or self.counting
 
     def stop(self) -> None:
         self.pid, self.kinds = None, frozenset()
-        self.sends = self.receives = self.messages = False
+        self.sends = self.receives = False
+        self.messages = self.counting
+
+    def count(self) -> None:
+        """Count every process's messages from now on (local sends leave the fast path)."""
+        self.counting = self.messages = True
 
     def emit(
         self,
