@@ -44,23 +44,25 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cloudy.faults",
         "cloudy.plot",
         "cloudy.cli_help",
+        "cloudy.top_args",
         "cloudy.cli_args",
         "cloudy.cli_errors",
         "cloudy.cli_verify",
-        "cloudy.cli",
     ),
+    ("cloudy.top_view", "cloudy.top", "cloudy.cli"),
 )
 # Modules that may use only cloudy's public API, and the modules that API consists of
 # (besides the names in cloudy.__all__).
 RESTRICTED: tuple[str, ...] = ("cloudy.ring.*", "cloudy.backend.*", "cloudy.cli", "cloudy.local")
 RESTRICTED += ("cloudy.heart", "cloudy.cli_args", "cloudy.supervisor", "cloudy.supervisor_spec")
 RESTRICTED += ("cloudy.faults", "cloudy.plot", "cloudy.cli_help", "cloudy.cli_errors")
-RESTRICTED += ("cloudy.cli_verify",)
+RESTRICTED += ("cloudy.cli_verify", "cloudy.top", "cloudy.top_view", "cloudy.top_args")
 PUBLIC: tuple[str, ...] = ("cloudy.aio", "cloudy.errors", "cloudy.identity", "cloudy.cookie")
 PUBLIC += ("cloudy.transport.discovery", "cloudy.wire.discovery", "cloudy.local")
 PUBLIC += ("cloudy.backend.*", "cloudy.ring.*", "cloudy.heart", "cloudy.cli_args")
 PUBLIC += ("cloudy.supervisor_spec", "cloudy.supervisor", "cloudy.faults", "cloudy.plot")
 PUBLIC += ("cloudy.cli_help", "cloudy.cli_errors", "cloudy.cli_verify")
+PUBLIC += ("cloudy.top", "cloudy.top_view", "cloudy.top_args")
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ cloudy local [--slaves 4 --send-for 2s --wait-for 1s --with-seed 0]
              [--kill-slave-at T] [--freeze-slave-at T:D] [--fault-slave K]
              [--kill-master-at T] [--freeze-master-at T:D]
 cloudy verify --with-seed S COUNT
-cloudy peers HOST
-cloudy doctor HOST
-(slave, master, local, peers and doctor also take --cookie C)
+cloudy peers HOST; cloudy doctor HOST
+cloudy top [NODE...] [--node NODE --once]; cloudy ps NODE [--json]
+(slave, master, local, peers, doctor, top and ps also take --cookie C)
 
 Bad arguments give one line on stderr and exit status 2; a failed run exits 1
 (`cloudy.cli_errors`: with --json, also {"ok": false, "error": ...} on stdout).
@@ -45,6 +45,7 @@ from .identity import NodeId
 from .local import LocalSlaves, SlaveOutcome, cloudy_command, exit_with_stdin
 from .plot import picture
 from .ring.master import ExperimentError, Params, Progress, Report, run_experiment
+from .top import cmd_ps, cmd_top
 
 __all__ = ["main", "parse_duration"]
 
@@ -378,6 +379,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "verify": cmd_verify,
     "peers": cmd_peers,
     "doctor": cmd_doctor,
+    "top": cmd_top,
+    "ps": cmd_ps,
 }
 
 

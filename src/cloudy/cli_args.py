@@ -22,6 +22,7 @@ from .identity import NodeId
 from .plot import PlotError, check_path
 from .ring.model import MODELS
 from .ring.stream import DEFAULT_WINDOW
+from .top_args import add_observer_arguments
 from .transport.discovery import DEFAULT_PORT
 
 __all__ = ["UsageError", "build_parser", "parse_args", "parse_duration"]
@@ -337,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("host", help="the address the nodes of this machine would use")
     discovery_options(p)
     node_options(p, detect=False)
+
+    for name in ("top", "ps"):
+        p = command(name)
+        add_observer_arguments(p, name, _duration)
+        discovery_options(p)
+        node_options(p, detect=False)
     return parser
 
 
@@ -386,4 +393,5 @@ _VALUE_FLAGS = {
     "--window",
     "--detect",
     "--metrics-port",
+    "--interval",
 }

@@ -82,6 +82,26 @@ COMMANDS: dict[str, CommandHelp] = {
         "if one fails.",
         ("cloudy doctor 127.0.0.1", "cloudy doctor host-a --cookie s3cret"),
     ),
+    "top": CommandHelp(
+        "watch the nodes and the processes of one, refreshing",
+        "Show every node that answers discovery (or each NODE given): uptime, processes, "
+        "connections, messages and bytes in and out per second, the heartbeat of each peer; "
+        "then the processes of one node: pid, names, what it waits in, mailbox, links, "
+        "monitors, messages in and out per second. On a terminal it redraws every "
+        "--interval: n/p (or the arrow keys) select the next/previous node, q or Ctrl-C "
+        "quits. Piped, or with --once, it prints one view.",
+        (
+            "cloudy top --discovery-port 9998 --node 127.0.0.1:10501",
+            "cloudy top 127.0.0.1:10501 127.0.0.1:10502 --once",
+        ),
+    ),
+    "ps": CommandHelp(
+        "print the processes of a node once",
+        "Print the processes of NODE once, as cloudy top shows them: pid, names, what it "
+        "waits in, mailbox, links, monitors, messages in and out per second (over "
+        "--interval); --json prints them as a JSON list, with the totals too.",
+        ("cloudy ps 127.0.0.1:10501", "cloudy ps 127.0.0.1:10501 --json --cookie s3cret"),
+    ),
 }
 
 
