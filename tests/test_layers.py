@@ -37,17 +37,27 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cloudy.supervisor_spec",
         "cloudy.supervisor",
     ),
-    ("cloudy.local", "cloudy.heart", "cloudy.faults", "cloudy.cli_args", "cloudy.cli"),
+    (
+        "cloudy.local",
+        "cloudy.heart",
+        "cloudy.faults",
+        "cloudy.cli_args",
+        "cloudy.cli",
+        "cloudy.display",
+        "cloudy.interrupt",
+        "cloudy.slave_cmd",
+    ),
 )
 # Modules that may use only cloudy's public API, and the modules that API consists of
 # (besides the names in cloudy.__all__).
 RESTRICTED: tuple[str, ...] = ("cloudy.ring.*", "cloudy.backend.*", "cloudy.cli", "cloudy.local")
 RESTRICTED += ("cloudy.heart", "cloudy.cli_args", "cloudy.supervisor", "cloudy.supervisor_spec")
-RESTRICTED += ("cloudy.faults",)
+RESTRICTED += ("cloudy.faults", "cloudy.display", "cloudy.interrupt", "cloudy.slave_cmd")
 PUBLIC: tuple[str, ...] = ("cloudy.aio", "cloudy.errors", "cloudy.identity", "cloudy.cookie")
 PUBLIC += ("cloudy.transport.discovery", "cloudy.wire.discovery", "cloudy.local")
 PUBLIC += ("cloudy.backend.*", "cloudy.ring.*", "cloudy.heart", "cloudy.cli_args")
 PUBLIC += ("cloudy.supervisor_spec", "cloudy.supervisor", "cloudy.faults")
+PUBLIC += ("cloudy.display", "cloudy.interrupt", "cloudy.slave_cmd")
 
 
 @dataclass(frozen=True)

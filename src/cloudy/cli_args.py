@@ -35,6 +35,8 @@ _UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "m": 60.0}
 # How long the experiment's nodes let a peer stay silent before declaring it lost: a
 # lost slave is noticed within a second (the library's own default is 5 s).
 DEFAULT_DETECT = 1.0
+# How long `--slaves N` waits for N slaves to answer discovery before giving up.
+DEFAULT_DISCOVER_TIMEOUT = 30.0
 
 
 def parse_duration(text: str) -> float:
@@ -152,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"declare a silent peer lost after this long (default: {DEFAULT_DETECT:g}s)",
         )
 
+    def discover_timeout_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--discover-timeout",
+            type=_duration,
+            default=DEFAULT_DISCOVER_TIMEOUT,
+            metavar="T",
+            help="how long to wait for the --slaves to answer discovery "
+            f"(default: {DEFAULT_DISCOVER_TIMEOUT:g}s)",
+        )
+
     def discovery_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--discovery-port", type=_port, default=None, help="UDP discovery port")
         p.add_argument(
@@ -197,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="R/T",
         help=f"with --heart: give up after more than R restarts in T s ({DEFAULT_INTENSITY})",
     )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print results and errors only (not when it listens, is taken, or ends)",
+    )
 
     p = sub.add_parser("master", help="find the slaves and run the experiment")
     p.add_argument("host")
@@ -205,12 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("grace_us", nargs="?", type=_microseconds, help="grace period in µs")
     p.add_argument("seed", nargs="?", type=_seed)
     p.add_argument("--slaves", type=_slaves, help="wait until this many slaves are found")
+    discover_timeout_option(p)
     run_options(p)
     discovery_options(p)
     detect_option(p)
 
     p = sub.add_parser("local", help="run the whole experiment on this machine")
     p.add_argument("--slaves", type=_slaves, default=4, help="number of slave processes")
+    discover_timeout_option(p)
     run_options(p)
     detect_option(p)
     p.add_argument("--discovery-port", type=_port, default=None, help=argparse.SUPPRESS)
@@ -263,6 +282,7 @@ _VALUE_FLAGS = {
     "--wait-for",
     "--with-seed",
     "--slaves",
+    "--discover-timeout",
     "--discovery-port",
     "--peers",
     "--heart-intensity",
