@@ -273,9 +273,13 @@ def test_cloudy_locals_slave_killed_comes_back_and_answers_discovery(tmp_path: P
     out = (tmp_path / "out").open("w")
     slaves = LocalSlaves(2)
     marker = f"--discovery-port {slaves.discovery_port}"
+
+    def write(line: str) -> None:
+        print(line, file=out, flush=True)
+
     try:
         with slaves:
-            slaves.start(out)
+            slaves.start(write, write)
             hearts = [p.pid for p in slaves.procs]
             for port in slaves.slave_ports:
                 eventually(lambda p=port: listening(p), 10, f"slave on {port}")  # type: ignore[misc]

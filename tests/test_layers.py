@@ -48,6 +48,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cloudy.cli_args",
         "cloudy.cli_errors",
         "cloudy.cli_verify",
+        "cloudy.display",
+        "cloudy.interrupt",
+        "cloudy.slave_cmd",
     ),
     ("cloudy.top_view", "cloudy.top", "cloudy.cli"),
 )
@@ -63,6 +66,8 @@ PUBLIC += ("cloudy.backend.*", "cloudy.ring.*", "cloudy.heart", "cloudy.cli_args
 PUBLIC += ("cloudy.supervisor_spec", "cloudy.supervisor", "cloudy.faults", "cloudy.plot")
 PUBLIC += ("cloudy.cli_help", "cloudy.cli_errors", "cloudy.cli_verify")
 PUBLIC += ("cloudy.top", "cloudy.top_view", "cloudy.top_args")
+RESTRICTED += ("cloudy.display", "cloudy.interrupt", "cloudy.slave_cmd")
+PUBLIC += ("cloudy.display", "cloudy.interrupt", "cloudy.slave_cmd")
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import msgspec
@@ -38,19 +37,23 @@ from .backend import tools
 from .cli_args import UsageError, parse_args, parse_duration
 from .cli_errors import report_failure
 from .cli_verify import cmd_verify
+from .display import Display, display_for
 from .errors import CloudyError
 from .faults import Fault, FaultInjector, Victim, plan_faults
 from .heart import describe_status, keep_running
 from .identity import NodeId
-from .local import LocalSlaves, SlaveOutcome, cloudy_command, exit_with_stdin
+from .interrupt import leave_on_ctrl_c
+from .local import LocalSlaves, SlaveOutcome, cloudy_command
 from .plot import picture
 from .ring.master import ExperimentError, Params, Progress, Report, run_experiment
+from .slave_cmd import run_slave_node
 from .top import cmd_ps, cmd_top
 
 __all__ = ["main", "parse_duration"]
 
-# How long `--slaves N` waits for N slaves to answer discovery before giving up.
-FIND_SLAVES_TIMEOUT = 30.0
+# How long `cloudy local` waits for its slaves' result lines once the master has their
+# results (they print before they report: the lines are normally there already).
+RESULT_LINES_WAIT = 5.0
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -87,11 +90,6 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     return options | {_OPTIONS[flag]: value for flag, value in given.items() if value is not None}
 
 
-async def _slave(args: argparse.Namespace) -> int:
-    await sl.run_slave(sl.initialize_backend(args.host, args.port, **_backend_options(args)))
-    return 0
-
-
 async def _master(
     host: str,
     port: int,
@@ -100,6 +98,9 @@ async def _master(
     options: dict[str, Any],
     progress: Progress,
     on_wait: Callable[[], None] = lambda: None,
+    *,
+    on_found: Callable[[int], None],
+    within: float,
 ) -> Report:
     """Find the slaves (*want* of them, if given), run the experiment, end the slaves."""
     backend = sl.initialize_backend(host, port, **options)
@@ -112,55 +113,11 @@ async def _master(
             await sl.terminate_slaves(slaves)
 
     await sl.run_master(
-        backend, experiment, slaves=want, within=FIND_SLAVES_TIMEOUT, on_wait=on_wait
+        backend, experiment, slaves=want, within=within, on_wait=on_wait, on_found=on_found
     )
     if not report:
         raise ExperimentError("the master ended without a result")
     return report[0]
-
-
-class _PlainProgress:
-    """One line per phase and about one a second while it runs, to *out*."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out, self.phase, self.last = out, "", 0.0
-
-    def __call__(self, phase: str, left: float, seen: int) -> None:
-        now = time.monotonic()
-        if phase != self.phase or now - self.last >= 1.0:
-            self.phase, self.last = phase, now
-            # one write: the slaves share this stream
-            self.out.write(f"cloudy: {phase:5} {left:5.1f} s left, {seen} messages\n")
-            self.out.flush()
-
-
-@contextlib.contextmanager
-def _progress_display(params: Params) -> Iterator[Progress]:
-    """A rich progress display on a terminal, plain lines on stderr otherwise."""
-    if not sys.stderr.isatty():
-        yield _PlainProgress(sys.stderr)
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    total = params.send_for + params.wait_for
-    display = Progress(
-        TextColumn("[bold]{task.fields[phase]:5}"),
-        BarColumn(),
-        TextColumn("{task.fields[left]:5.1f} s left"),
-        TextColumn("{task.fields[seen]:>9,} messages"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = display.add_task("run", total=total, phase="START", left=total, seen=0)
-
-    def update(phase: str, left: float, seen: int) -> None:
-        done = {"START": 0.0, "SEND": params.send_for - left, "GRACE": total - left}
-        display.update(task, completed=done.get(phase, total), phase=phase, left=left, seen=seen)
-
-    with display:
-        yield update
 
 
 def _print_report(report: Report, json_output: bool, out: TextIO) -> None:
@@ -194,9 +151,13 @@ def _print_report(report: Report, json_output: bool, out: TextIO) -> None:
 def cmd_slave(args: argparse.Namespace) -> int:
     if args.heart:
         return _slave_with_heart(args)
-    if args.exit_with_stdin:
-        exit_with_stdin()
-    return int(run(_slave(args)))
+    return run_slave_node(
+        args.host,
+        args.port,
+        _backend_options(args),
+        quiet=args.quiet,
+        watch_stdin=args.exit_with_stdin,
+    )
 
 
 def _slave_with_heart(args: argparse.Namespace) -> int:
@@ -206,6 +167,8 @@ def _slave_with_heart(args: argparse.Namespace) -> int:
             "--heart needs a fixed port, not 0: a restarted slave comes back on the same"
         )
     command = [*cloudy_command(), "slave", args.host, str(args.port), "--exit-with-stdin"]
+    if args.quiet:
+        command.append("--quiet")
     if args.discovery_port is not None:
         command += ["--discovery-port", str(args.discovery_port)]
     if args.peers is not None:
@@ -224,8 +187,16 @@ def _slave_with_heart(args: argparse.Namespace) -> int:
 
 def cmd_master(args: argparse.Namespace) -> int:
     params, options = _params(args), _backend_options(args)
-    with _progress_display(params) as progress:
-        report = run(_master(args.host, args.port, params, args.slaves, options, progress))
+    display = display_for(params, args.slaves, args.discover_timeout)
+    with display.shown(), leave_on_ctrl_c(lambda: display.stopped("interrupted")):
+        report = run(
+            _master(
+                *(args.host, args.port, params, args.slaves, options, display),
+                on_found=display.found,
+                within=args.discover_timeout,
+            )
+        )
+        display.done(report)
     _print_report(report, args.json, sys.stdout)
     picture(args.plot, report)
     return 0 if report.agree else 1
@@ -233,13 +204,17 @@ def cmd_master(args: argparse.Namespace) -> int:
 
 def cmd_local(args: argparse.Namespace) -> int:
     params, faults = _params(args), _faults(args)
+    # the slaves' lines, and the faults', go above the live display, never across it
+    display = display_for(params, args.slaves, args.discover_timeout)
+    err = display.sink(sys.stderr)
     with LocalSlaves(
         args.slaves, args.discovery_port, detect=args.detect, cookie=args.cookie
     ) as slaves:
-        slaves.start(sys.stderr if args.json else sys.stdout)
-        with FaultInjector(faults, _victim(slaves), params.send_for) as injector:
+        slaves.start(display.sink(sys.stderr if args.json else sys.stdout), err)
+        out = display.writer(sys.stderr)
+        with FaultInjector(faults, _victim(slaves), params.send_for, out) as injector:
             if any(f.slave is None for f in faults):  # the master must be a child to fault
-                report = _child_master(params, slaves, injector)
+                report = _child_master(params, slaves, injector, display, args.discover_timeout)
             else:
                 host, port = slaves.host, slaves.master_port
                 options = {
@@ -247,11 +222,18 @@ def cmd_local(args: argparse.Namespace) -> int:
                     "cookie": slaves.cookie,
                     "heartbeat_timeout": args.detect,
                 }
-                with _progress_display(params) as display:
+                with display.shown():
                     progress = _starting_faults(display, injector.start)
                     report = run(
-                        _master(host, port, params, args.slaves, options, progress, slaves.check)
+                        _master(
+                            *(host, port, params, args.slaves, options, progress, slaves.check),
+                            on_found=display.found,
+                            within=args.discover_timeout,
+                        )
                     )
+                    display.done(report)
+                    # each slave's result line above the display, before the table
+                    slaves.wait_for_outcomes(RESULT_LINES_WAIT, {s.node for s in report.slaves})
         if report is None:  # the master was killed: the slaves finished without it
             slaves.finish(0.0)
             picture(args.plot, None)
@@ -300,7 +282,9 @@ def _starting_faults(progress: Progress, start: Callable[[], None]) -> Progress:
     return update
 
 
-def _child_master(params: Params, slaves: LocalSlaves, injector: FaultInjector) -> Report | None:
+def _child_master(
+    params: Params, slaves: LocalSlaves, injector: FaultInjector, display: Display, within: float
+) -> Report | None:
     """Run the master as a child process; its report, or None if it was killed or
     failed during the run (then once every slave has printed its result or that it
     has none, or time ran out)."""
@@ -309,7 +293,7 @@ def _child_master(params: Params, slaves: LocalSlaves, injector: FaultInjector) 
         if line.startswith("cloudy: SEND"):
             injector.start()
 
-    master = slaves.start_master(params, watch)
+    master = slaves.start_master(params, watch, display.sink(sys.stderr), within)
     while master.poll() is None:
         if not injector.started:
             slaves.check()

@@ -46,6 +46,8 @@ _UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "m": 60.0}
 # How long the experiment's nodes let a peer stay silent before declaring it lost: a
 # lost slave is noticed within a second (the library's own default is 5 s).
 DEFAULT_DETECT = 1.0
+# How long `--slaves N` waits for N slaves to answer discovery before giving up.
+DEFAULT_DISCOVER_TIMEOUT = 30.0
 
 
 def parse_duration(text: str) -> float:
@@ -244,6 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
             "(http://HOST:N/metrics; needs cloudy[metrics])",
         )
 
+    def discover_timeout_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--discover-timeout",
+            type=_duration,
+            default=DEFAULT_DISCOVER_TIMEOUT,
+            metavar="T",
+            help="how long to wait for the --slaves to answer discovery "
+            f"(default: {DEFAULT_DISCOVER_TIMEOUT:g}s)",
+        )
+
     def discovery_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--discovery-port",
@@ -298,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --heart: give up after more than R restarts within T seconds "
         f"(default: {DEFAULT_INTENSITY})",
     )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print results and errors only (not when it listens, is taken, or ends)",
+    )
 
     p = command("master")
     p.add_argument("host", help=_HOST)
@@ -311,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="wait until this many slaves are found (default: those found in 1 s)",
     )
+    discover_timeout_option(p)
     run_options(p)
     discovery_options(p)
     node_options(p)
@@ -320,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--slaves", type=_slaves, default=4, metavar="N", help="number of slave processes"
     )
+    discover_timeout_option(p)
     run_options(p)
     node_options(p, cookie="the cookie of the run's nodes (default: a random one of its own)")
     p.add_argument("--discovery-port", type=_port, default=None, help=argparse.SUPPRESS)
@@ -380,6 +399,7 @@ _VALUE_FLAGS = {
     "--wait-for",
     "--with-seed",
     "--slaves",
+    "--discover-timeout",
     "--discovery-port",
     "--peers",
     "--heart-intensity",

@@ -11,8 +11,12 @@ parent process that restarts the slave node, on the same host and port, if it di
 the run, and ends it when it is itself ended (or when its stdin closes). A slave that a
 master terminated exits normally, and its heart with it.
 
-A slave's output is relayed through this process, line by line (a thread per child),
-so that `outcomes` can tell what each slave printed: its result, or that it has none.
+A slave's output (stdout and stderr) is relayed through this process, line by line (a
+thread per pipe), to where the caller says — `cloudy local` passes its display's
+sinks, so that no child writes across the live display — and so that `outcomes` can
+tell what each slave printed: its result, or that it has none. The slaves run with
+``--quiet``: they do not say that they listen, are taken or end; their hearts' lines,
+results and errors are said.
 `start_master` runs the master as a child OS process too (for ``--kill-master-at``: a
 master that can be killed without killing ``cloudy local``); `node_pid` finds a slave's
 node process under its heart (to kill or freeze the node, not the heart).
@@ -31,10 +35,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, TextIO
+from typing import IO
 
 import msgspec
 
@@ -71,15 +75,17 @@ class SlaveOutcome:
     result: RingResult | None = None
 
 
+Lines = Callable[[str], None]
+"""Where a child's lines go, one call per line (without its newline)."""
+
+
 class _Relay:
     """Every line a child writes on *pipe*, kept, and passed on to *out* as it comes."""
-
-    lock = threading.Lock()  # one line at a time on a shared stream
 
     def __init__(
         self,
         pipe: IO[bytes],
-        out: TextIO | None,
+        out: Lines | None,
         on_line: Callable[[str], None] | None = None,
     ) -> None:
         self.pipe, self.out, self.on_line = pipe, out, on_line
@@ -92,9 +98,8 @@ class _Relay:
             for raw in iter(self.pipe.readline, b""):
                 line = raw.decode(errors="replace")
                 if self.out is not None:
-                    with self.lock, contextlib.suppress(OSError, ValueError):
-                        self.out.write(line if line.endswith("\n") else line + "\n")
-                        self.out.flush()
+                    with contextlib.suppress(OSError, ValueError):  # read on whatever happens
+                        self.out(line.rstrip("\n"))
                 self.lines.append(line.rstrip("\n"))
                 if self.on_line is not None:
                     self.on_line(line)
@@ -127,7 +132,8 @@ class LocalSlaves:
         self.master_port, self.slave_ports = ports[0], sorted(ports[1:])  # in ring order
         self.nodes = [NodeId(host, port) for port in self.slave_ports]
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.relays: list[_Relay] = []
+        self.relays: list[_Relay] = []  # the slaves' stdout
+        self.err_relays: list[_Relay] = []  # and their stderr
         self.master: subprocess.Popen[bytes] | None = None
         self.master_relays: list[_Relay] = []
 
@@ -149,9 +155,9 @@ class LocalSlaves:
     def _detect(self) -> tuple[str, ...]:
         return ("--detect", f"{self.detect}s") if self.detect else ()
 
-    def start(self, out: TextIO) -> None:
-        """Start every slave, its output relayed to *out*; Ctrl-C reaches this process only."""
-        out.flush()
+    def start(self, out: Lines, err: Lines) -> None:
+        """Start every slave, its stdout relayed to *out* and its stderr to *err*; Ctrl-C
+        reaches this process only."""
         for port in self.slave_ports:
             proc = subprocess.Popen(
                 [
@@ -163,30 +169,34 @@ class LocalSlaves:
                     str(self.discovery_port),
                     "--exit-with-stdin",
                     "--heart",
+                    "--quiet",
                     *self._detect(),
                 ],
                 env=self._env(),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 # Ctrl-C reaches us only; we end the slaves ourselves
                 start_new_session=True,
             )
             self.procs.append(proc)
-            assert proc.stdout is not None
+            assert proc.stdout is not None and proc.stderr is not None
             self.relays.append(_Relay(proc.stdout, out))
+            self.err_relays.append(_Relay(proc.stderr, err))
 
     def start_master(
-        self, params: Params, on_stderr: Callable[[str], None]
+        self, params: Params, on_stderr: Callable[[str], None], err: Lines, within: float
     ) -> subprocess.Popen[bytes]:
-        """Start ``cloudy master --json`` over the slaves as a child process; its stderr is
-        relayed to ours (each line also to *on_stderr*), its report kept (`master_report`)."""
+        """Start ``cloudy master --json`` over the slaves (found within *within* s) as a
+        child process; its stderr is relayed to *err* (each line also to *on_stderr*),
+        its report kept (`master_report`)."""
         us = [str(round(t * 1e6)) for t in (params.send_for, params.wait_for)]
         master = subprocess.Popen(
             [
                 *(*cloudy_command(), "master", self.host, str(self.master_port), *us),
                 *(str(params.seed), "--slaves", str(len(self.slave_ports)), "--json"),
                 *("--discovery-port", str(self.discovery_port), "--model", params.model),
-                *("--tokens", str(params.tokens)),
+                *("--tokens", str(params.tokens), "--discover-timeout", f"{within}s"),
                 *(("--window", str(params.window)) if params.window else ()),
                 *self._detect(),
             ],
@@ -201,7 +211,7 @@ class LocalSlaves:
         self.master = master
         self.master_relays = [
             _Relay(master.stdout, None),
-            _Relay(master.stderr, sys.stderr, on_stderr),
+            _Relay(master.stderr, err, on_stderr),
         ]
         return master
 
@@ -238,14 +248,19 @@ class LocalSlaves:
             found.append(outcome)
         return found
 
-    def wait_for_outcomes(self, timeout: float) -> list[SlaveOutcome]:
-        """Wait up to *timeout* s until every slave has printed its result or that it
-        has none (or ended); what each printed."""
+    def wait_for_outcomes(
+        self, timeout: float, nodes: Collection[str] | None = None
+    ) -> list[SlaveOutcome]:
+        """Wait up to *timeout* s until every slave (of *nodes*, if given) has printed its
+        result or that it has none (or ended); what each printed."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             outcomes = self.outcomes()
             ended = [not r.thread.is_alive() for r in self.relays]
-            if all(o.line is not None or e for o, e in zip(outcomes, ended, strict=True)):
+            if all(
+                o.line is not None or e or (nodes is not None and str(o.node) not in nodes)
+                for o, e in zip(outcomes, ended, strict=True)
+            ):
                 break
             time.sleep(0.05)
         return self.outcomes()
@@ -266,7 +281,7 @@ class LocalSlaves:
     def _join_relays(self) -> None:
         """Wait (briefly) until what the children wrote has been passed on."""
         deadline = time.monotonic() + 2.0
-        for relay in [*self.relays, *self.master_relays]:
+        for relay in [*self.relays, *self.err_relays, *self.master_relays]:
             relay.thread.join(max(deadline - time.monotonic(), 0.0))
 
 
@@ -297,8 +312,9 @@ def wait_or_kill(procs: Sequence[subprocess.Popen[bytes]], grace: float) -> None
                 proc.stdin.close()
 
 
-def exit_with_stdin() -> None:
-    """End this process when stdin reaches EOF: its parent (`cloudy local`) has gone."""
+def exit_with_stdin(on_eof: Callable[[], None] = lambda: None) -> None:
+    """End this process when stdin reaches EOF: its parent (`cloudy local`) has gone.
+    *on_eof* is called first (to say so)."""
 
     def watch() -> None:
         # os.read, not sys.stdin: a buffered reader's lock held by this daemon thread
@@ -306,6 +322,8 @@ def exit_with_stdin() -> None:
         with contextlib.suppress(OSError):
             while os.read(0, 4096):
                 pass
+        with contextlib.suppress(Exception):
+            on_eof()
         os._exit(0)
 
     threading.Thread(target=watch, name="exit-with-stdin", daemon=True).start()

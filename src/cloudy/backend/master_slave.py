@@ -109,29 +109,41 @@ class LogsRedirected(Message, tag=_TAG + "LogsRedirected"):
 # ====================================================================================
 
 
-async def _slave_controller() -> None:
-    """Registered as ``"slaveController"``: waits for work and for `TerminateSlave`."""
+async def _slave_controller(tell: Callable[[str], None]) -> None:
+    """Registered as ``"slaveController"``: waits for work and for `TerminateSlave`;
+    *tell* hears when a master takes this slave, when that master is gone, and why
+    the slave ends."""
+    me = get_self_node()
     own_logger = whereis("logger")
     redirected: Any = None  # the monitor on the master's logger, while redirected
     while True:
         msg = await receive_wait(match_any(lambda m: m))
         if isinstance(msg, TerminateSlave):
+            by = "a master" if msg.reply_to is None else f"the master on {msg.reply_to.node}"
+            tell(f"slave {me} ended by {by}")
             if msg.reply_to is not None:
-                send(msg.reply_to, SlaveTerminated(get_self_node()))
+                send(msg.reply_to, SlaveTerminated(me))
             return
         if isinstance(msg, RedirectLogs):
             if redirected is not None:
                 unmonitor(redirected)
             _point_logger_at(msg.logger)
             redirected = monitor(msg.logger)
-            send(msg.reply_to, LogsRedirected(get_self_node()))
+            send(msg.reply_to, LogsRedirected(me))
+            tell(f"slave {me} taken by the master on {msg.logger.node}")
         elif isinstance(msg, ProcessMonitorNotification) and msg.ref == redirected:
-            # the master's logger is gone: our lines print here again
+            # the master's logger is gone (the master ended, was killed, or its
+            # user pressed Ctrl-C: all alike from here): our lines print here again
             redirected = None
             if own_logger is not None:
                 _point_logger_at(own_logger)
+            tell(f"slave {me}: the master on {msg.pid.node} has gone; waiting for a new master")
         else:
             log.debug("slave controller ignored %r", msg)
+
+
+def _silent(line: str) -> None:
+    pass
 
 
 def _point_logger_at(pid: ProcessId) -> None:
@@ -150,12 +162,17 @@ async def _run_then_close(backend: Backend, fn: Callable[[], Awaitable[Any]]) ->
         await backend.close()
 
 
-async def run_slave(backend: Backend) -> None:
-    """Run a slave node until a master terminates it (the coroutine form of `start_slave`)."""
+async def run_slave(backend: Backend, *, tell: Callable[[str], None] = _silent) -> None:
+    """Run a slave node until a master terminates it (the coroutine form of `start_slave`).
+
+    *tell* is given one line (naming this node) when a master takes the slave (it
+    redirects the slave's logs), when that master has gone — the slave then waits for
+    a new one — and when a master ends the slave.
+    """
 
     async def controller() -> None:
         register(SLAVE_CONTROLLER, get_self_pid())
-        await _slave_controller()
+        await _slave_controller(tell)
 
     await _run_then_close(backend, controller)
 
@@ -266,13 +283,15 @@ async def run_master(
     slaves: int | None = None,
     within: float = 30.0,
     on_wait: Callable[[], None] | None = None,
+    on_found: Callable[[int], None] | None = None,
 ) -> Any:
     """Find the slaves, redirect their logs here, run ``proc(slave_nodes)`` as a process.
 
     The coroutine form of `start_master`; returns what *proc* returns. With *slaves*,
     discovery goes on until that many are found (then exactly that many are used),
     for at most *within* seconds, then raises `CloudyError`; *on_wait* is called
-    before each round and may raise to give up.
+    before each round and may raise to give up; *on_found* is told after each round
+    how many slaves it found.
     """
 
     async def master() -> Any:
@@ -281,6 +300,8 @@ async def run_master(
             if on_wait is not None:
                 on_wait()
             found = await find_slaves(backend)
+            if on_found is not None:
+                on_found(len(found))
             if slaves is None or len(found) >= slaves:
                 break
             if time.monotonic() >= deadline:

@@ -127,11 +127,14 @@ async def _wake(pid: ProcessId, after: float, phase: int) -> None:
 
 
 def say_no_result(why: str) -> None:
-    """Print (and log) that this slave has no agreed result, and *why*: never a number."""
+    """Print that this slave has no agreed result, and *why* (never a number); a master
+    that has this slave's logs hears it too, since no report of ours will tell it."""
     line = f"{get_self_node()} has no agreed result: {why}"
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-    say(line)
+    logger = whereis("logger")
+    if logger is not None and logger.node != get_self_node():
+        say(line)
 
 
 class SlaveRun:
@@ -171,8 +174,8 @@ class SlaveRun:
             self._ask(Late(self.pid))
             self.wake(RETRY)
             return
-        how = "rejoined" if self.rejoined else "ready"
-        say(f"{model} position {self.me} of {self.n} {how}")
+        if self.rejoined:  # (a plain start is on the master's display: not one line each)
+            say(f"{model} position {self.me} of {self.n} rejoined")
         send(self.master, Ready(self.me, get_self_node()))
 
     # --- membership ----------------------------------------------------------------
@@ -188,7 +191,8 @@ class SlaveRun:
             self.peers = list(msg.peers)
         self.voters = [self.peers[p] for p in sorted(alive)]
         if dead:
-            say(f"ring closed around position(s) {sorted(dead)}: {sorted(alive)} go on")
+            at, left = self.books.seen, sorted(alive)
+            say(f"ring closed around position(s) {sorted(dead)} at message {at}: {left} go on")
         return dead, joined, gone
 
     # --- the master's messages, votes and timers ------------------------------------
@@ -288,7 +292,9 @@ class SlaveRun:
             self.ended = True
             return
         self.masterless = True
-        say("the master has gone: finishing the run without it")
+        # on our own stderr: our logs may still go to the master's logger, now gone
+        sys.stderr.write(f"{get_self_node()}: the master has gone: finishing the run without it\n")
+        sys.stderr.flush()
         since = self.entered.get(self.phase, time.monotonic())
         if self.phase is SEND:
             self.wake(since + self.setup.send_us / 1e6 - time.monotonic(), GRACE)
@@ -345,9 +351,10 @@ class SlaveRun:
         line = f"{get_self_node()} {result}"
         if self.masterless:
             line += " (finished without a master)"
-        sys.stdout.write(line + "\n")  # one write: slaves may share a terminal
+        # one write: slaves may share a terminal. Not logged: the master has it in the
+        # `Outcome` (its table), so a shared terminal shows it once, not twice
+        sys.stdout.write(line + "\n")
         sys.stdout.flush()
-        say(line)
         self.said = self.ended = True
         if not self.masterless:
             cpu, ahead, node = time.process_time(), self.books.ahead, get_self_node()
