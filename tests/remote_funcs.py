@@ -19,6 +19,7 @@ from cloudy import (
     receive_chan,
     register,
     remotable,
+    say,
     send,
     send_chan,
 )
@@ -105,3 +106,10 @@ def send_typed(port: SendPort, value: Any) -> str:
     except TypeError as e:
         return f"refused: {e}"
     return "sent"
+
+
+@remotable
+def say_here(text: str) -> str:
+    """`say` *text* on the node it runs on (to its "logger", wherever that points)."""
+    say(text)
+    return text

@@ -45,6 +45,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cloudy.plot",
         "cloudy.cli_help",
         "cloudy.top_args",
+        "cloudy.cli_values",
         "cloudy.cli_args",
         "cloudy.cli_errors",
         "cloudy.cli_verify",
@@ -66,8 +67,8 @@ PUBLIC += ("cloudy.backend.*", "cloudy.ring.*", "cloudy.heart", "cloudy.cli_args
 PUBLIC += ("cloudy.supervisor_spec", "cloudy.supervisor", "cloudy.faults", "cloudy.plot")
 PUBLIC += ("cloudy.cli_help", "cloudy.cli_errors", "cloudy.cli_verify")
 PUBLIC += ("cloudy.top", "cloudy.top_view", "cloudy.top_args")
-RESTRICTED += ("cloudy.display", "cloudy.interrupt", "cloudy.slave_cmd")
-PUBLIC += ("cloudy.display", "cloudy.interrupt", "cloudy.slave_cmd")
+RESTRICTED += ("cloudy.display", "cloudy.interrupt", "cloudy.slave_cmd", "cloudy.cli_values")
+PUBLIC += ("cloudy.display", "cloudy.interrupt", "cloudy.slave_cmd", "cloudy.cli_values")
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,9 @@ def test_the_experiment_across_three_hosts_over_real_multicast(network: Network)
     nodes = sorted(s["node"] for s in report["slaves"])
     assert nodes == [f"nid://198.51.100.{i}:7000:0" for i in (1, 2, 3)]
     assert report["agree"] and report["count"] > 0
-    # the slaves' say lines were redirected to the master
-    for i in (1, 2, 3):
-        assert re.search(rf"pid://198\.51\.100\.{i}:7000:0:\d+: ring position", err), err
+    # piped, the master told each phase in a line (the slaves' logs coming to the master
+    # are tested in test_simplelocalnet)
+    assert "START 3 of 3 slaves found" in err and "STOP " in err, err
     # the master terminated the slaves: each ends by itself, after printing its result
     for slave in slaves:
         slave_out, _ = slave.communicate(timeout=15)

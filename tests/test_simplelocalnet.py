@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import remote_funcs as rf
 
-from cloudy import NodeId
+from cloudy import NodeId, call, closure
 from cloudy.backend import simplelocalnet as sl
 from cloudy.backend.tools import doctor
 from cloudy.testing import free_port
@@ -343,6 +344,40 @@ async def test_a_master_that_finds_no_slave_says_what_to_check(
     assert f"not enough slaves found with multicast {DEFAULT_GROUP}:{port} via 127.0.0.1" in err
     for check in ("same cookie", "firewall", "loopback address", "cloudy doctor 127.0.0.1"):
         assert check in err
+
+
+def test_a_slaves_say_lines_print_on_the_master_that_took_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SimpleLocalnet's redirectLogsHere: once a master has found a slave (in its own OS
+    process), what that slave's processes `say` prints on the master's node."""
+    discovery = str(free_port(socket.SOCK_DGRAM))
+    cookie = unique_cookie("logs")
+    port = free_port()
+    with processes() as started:
+        # `cloudy slave`, with the test's remote functions in its remote table
+        code = "import sys, remote_funcs, cloudy.cli; sys.exit(cloudy.cli.main(sys.argv[1:]))"
+        command = [sys.executable, "-c", code, "slave", "127.0.0.1", str(port)]
+        env = dict(os.environ, CLOUDY_COOKIE=cookie, PYTHONPATH=str(ROOT / "tests"))
+        started.append(
+            subprocess.Popen([*command, "--discovery-port", discovery], env=env, text=True)
+        )
+        wait_listening(port)
+        backend = sl.initialize_backend(
+            "127.0.0.1", 0, multicast_port=int(discovery), cookie=cookie
+        )
+
+        async def proc(slaves: list[NodeId]) -> str:
+            said = await call(slaves[0], closure(rf.say_here, "hello from the slave"))
+            await asyncio.sleep(0.2)  # the line travels on to our logger
+            await sl.terminate_slaves(slaves)
+            return str(said)
+
+        said = asyncio.run(sl.run_master(backend, proc, slaves=1, within=10))
+        assert said == "hello from the slave"
+        err = capsys.readouterr().err
+        assert re.search(rf"pid://127\.0\.0\.1:{port}:0:\d+: hello from the slave", err), err
+        assert started[0].wait(timeout=10) == 0
 
 
 # --- tools ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The ``cloudy`` command's arguments: the parser, its value types, and reading argv.
+"""The ``cloudy`` command's arguments: the parser and reading argv (the values' types
+are in `cloudy.cli_values`).
 
 `parse_args` reads a command line into a namespace with ``command`` set; a bad argument
 raises `UsageError` (one line for the user, exit status 2).
@@ -8,18 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import math
 import re
 import sys
-from collections.abc import Callable
 from typing import NoReturn
 
-from .backend import simplelocalnet as sl
+from . import cli_values as v
 from .cli_help import COMMANDS, MAIN_DESCRIPTION, MAIN_EPILOG, HelpFormatter
-from .faults import parse_freeze
-from .heart import DEFAULT_INTENSITY, Intensity, parse_intensity
-from .identity import NodeId
-from .plot import PlotError, check_path
+from .cli_values import parse_duration
+from .heart import DEFAULT_INTENSITY
 from .ring.model import MODELS
 from .ring.stream import DEFAULT_WINDOW
 from .top_args import add_observer_arguments
@@ -39,92 +36,11 @@ class UsageError(Exception):
         self.see = see
 
 
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(us|µs|ms|s|m)?\s*$")
-_UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "m": 60.0}
-
-
 # How long the experiment's nodes let a peer stay silent before declaring it lost: a
 # lost slave is noticed within a second (the library's own default is 5 s).
 DEFAULT_DETECT = 1.0
 # How long `--slaves N` waits for N slaves to answer discovery before giving up.
 DEFAULT_DISCOVER_TIMEOUT = 30.0
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``2s``, ``1500ms``, ``250us``, ``1m`` or plain seconds (``0.5``).
-
-    Raises `ValueError` for anything else, negative values included.
-    """
-    found = _DURATION.match(text)
-    if found is None:
-        raise ValueError(
-            f"not a duration: {text!r} (use e.g. 2s, 1500ms, or plain seconds; never negative)"
-        )
-    return float(found.group(1)) * _UNITS[found.group(2)]
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _microseconds(text: str) -> float:
-    return _whole(0, math.inf, "not a number of microseconds: ")(text) / 1e6
-
-
-def _seed(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer seed: {text!r}") from None
-
-
-def _whole(low: int, high: float, refusal: str) -> Callable[[str], int]:
-    """An argument type: a whole number from *low* to *high*, else *refusal* with the text."""
-
-    def whole(text: str) -> int:
-        if not text.removeprefix("-").isdigit() and not refusal.startswith("not "):
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
-        if not text.isdigit() or not low <= int(text) <= high:
-            raise argparse.ArgumentTypeError(f"{refusal}{text!r}")
-        return int(text)
-
-    return whole
-
-
-_count = _whole(0, math.inf, "not a count (a whole number >= 0): ")
-_slaves = _whole(1, math.inf, "the number of slaves must be at least 1, not ")
-_port = _whole(0, 65535, "not a port number (0-65535): ")
-
-
-def _intensity(text: str) -> Intensity:
-    try:
-        return parse_intensity(text, parse_duration)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _freeze(text: str) -> tuple[float, float]:
-    try:
-        return parse_freeze(text, parse_duration)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _plot(text: str) -> str:
-    try:
-        return check_path(text)
-    except PlotError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _peers(text: str) -> list[NodeId]:
-    try:
-        return sl.parse_peers(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,12 +53,6 @@ def _version() -> str:
         return importlib.metadata.version("cloudy")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree
         return "(not installed)"
-
-
-def _cookie(text: str) -> str:
-    if not text:
-        raise argparse.ArgumentTypeError("the cookie must not be empty")
-    return text
 
 
 _COOKIE = (
@@ -180,19 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     def run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--send-for",
-            type=_duration,
+            type=v.duration,
             metavar="TIME",
             help="send period: 2s, 1500ms, or seconds (default: 2s)",
         )
         p.add_argument(
             "--wait-for",
-            type=_duration,
+            type=v.duration,
             metavar="TIME",
             help="grace period: 1s, 500ms, or seconds (default: 1s)",
         )
         p.add_argument(
             "--with-seed",
-            type=_seed,
+            type=v.seed,
             metavar="SEED",
             help="seed of the random numbers (default: 0)",
         )
@@ -201,21 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--tokens",
-            type=_whole(1, 1024, "tokens must be a whole number from 1 to 1024, not "),
+            type=v.whole(1, 1024, "tokens must be a whole number from 1 to 1024, not "),
             default=4,
             metavar="N",
             help="tokens travelling at once, for --model pipelined",
         )
         p.add_argument(
             "--window",
-            type=_whole(1, 1 << 24, "a window must be a whole number from 1 to 16777216, not "),
+            type=v.whole(1, 1 << 24, "a window must be a whole number from 1 to 16777216, not "),
             default=None,
             metavar="N",
             help="messages a slave may run ahead of its approvals, for --model stream "
             f"(default: {DEFAULT_WINDOW})",
         )
         p.add_argument(
-            "--plot", type=_plot, metavar="FILE", help="draw the run to FILE (.png; cloudy[plot])"
+            "--plot",
+            type=v.plot_file,
+            metavar="FILE",
+            help="draw the run to FILE (.png; cloudy[plot])",
         )
         p.add_argument(
             "--json",
@@ -226,11 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     def node_options(
         p: argparse.ArgumentParser, *, detect: bool = True, cookie: str = _COOKIE
     ) -> None:
-        p.add_argument("--cookie", type=_cookie, default=None, help=cookie)
+        p.add_argument("--cookie", type=v.cookie, default=None, help=cookie)
         if detect:
             p.add_argument(
                 "--detect",
-                type=_duration,
+                type=v.duration,
                 default=DEFAULT_DETECT,
                 metavar="TIME",
                 help=f"declare a silent peer lost after this long (default: {DEFAULT_DETECT:g}s)",
@@ -239,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     def metrics_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--metrics-port",
-            type=_port,
+            type=v.port,
             default=None,
             metavar="N",
             help="serve the node's counters for Prometheus on this TCP port "
@@ -249,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     def discover_timeout_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--discover-timeout",
-            type=_duration,
+            type=v.duration,
             default=DEFAULT_DISCOVER_TIMEOUT,
             metavar="T",
             help="how long to wait for the --slaves to answer discovery "
@@ -259,14 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     def discovery_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--discovery-port",
-            type=_port,
+            type=v.port,
             default=None,
             metavar="PORT",
             help=f"UDP port of discovery (default: {DEFAULT_PORT})",
         )
         p.add_argument(
             "--peers",
-            type=_peers,
+            type=v.peers,
             default=None,
             metavar="HOST:PORT,...",
             help="static peers asked over TCP (default: $CLOUDY_PEERS)",
@@ -274,24 +187,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     def fault_options(p: argparse.ArgumentParser) -> None:
         g = p.add_argument_group("faults (T counts from the start of SEND)")
-        g.add_argument("--kill-slave-at", type=_duration, metavar="T", help="kill -9 a slave node")
+        g.add_argument("--kill-slave-at", type=v.duration, metavar="T", help="kill -9 a slave node")
         g.add_argument(
-            "--freeze-slave-at", type=_freeze, metavar="T:D", help="SIGSTOP a slave node for D"
+            "--freeze-slave-at", type=v.freeze, metavar="T:D", help="SIGSTOP a slave node for D"
         )
-        g.add_argument("--kill-master-at", type=_duration, metavar="T", help="kill -9 the master")
+        g.add_argument("--kill-master-at", type=v.duration, metavar="T", help="kill -9 the master")
         g.add_argument(
-            "--freeze-master-at", type=_freeze, metavar="T:D", help="SIGSTOP the master for D"
+            "--freeze-master-at", type=v.freeze, metavar="T:D", help="SIGSTOP the master for D"
         )
         g.add_argument(
             "--fault-slave",
-            type=_count,
+            type=v.count,
             metavar="K",
             help="the slave that slave faults hit, by ring position (default: one at random)",
         )
 
     p = command("slave")
     p.add_argument("host", help=_HOST)
-    p.add_argument("port", type=_port, help=f"{_PORT}; --heart needs a fixed one")
+    p.add_argument("port", type=v.port, help=f"{_PORT}; --heart needs a fixed one")
     discovery_options(p)
     node_options(p)
     metrics_option(p)
@@ -304,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--heart-intensity",
-        type=_intensity,
+        type=v.intensity,
         default=DEFAULT_INTENSITY,
         metavar="R/T",
         help="with --heart: give up after more than R restarts within T seconds "
@@ -318,13 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("master")
     p.add_argument("host", help=_HOST)
-    p.add_argument("port", type=_port, help=_PORT)
-    p.add_argument("send_us", nargs="?", type=_microseconds, help="send period in µs")
-    p.add_argument("grace_us", nargs="?", type=_microseconds, help="grace period in µs")
-    p.add_argument("seed", nargs="?", type=_seed, help="seed of the random numbers")
+    p.add_argument("port", type=v.port, help=_PORT)
+    p.add_argument("send_us", nargs="?", type=v.microseconds, help="send period in µs")
+    p.add_argument("grace_us", nargs="?", type=v.microseconds, help="grace period in µs")
+    p.add_argument("seed", nargs="?", type=v.seed, help="seed of the random numbers")
     p.add_argument(
         "--slaves",
-        type=_slaves,
+        type=v.slaves,
         metavar="N",
         help="wait until this many slaves are found (default: those found in 1 s)",
     )
@@ -336,17 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("local")
     p.add_argument(
-        "--slaves", type=_slaves, default=4, metavar="N", help="number of slave processes"
+        "--slaves", type=v.slaves, default=4, metavar="N", help="number of slave processes"
     )
     discover_timeout_option(p)
     run_options(p)
     node_options(p, cookie="the cookie of the run's nodes (default: a random one of its own)")
-    p.add_argument("--discovery-port", type=_port, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--discovery-port", type=v.port, default=None, help=argparse.SUPPRESS)
     fault_options(p)
 
     p = command("verify")
-    p.add_argument("--with-seed", type=_seed, default=0, metavar="SEED", help="seed of the run")
-    p.add_argument("count", type=_count, help="the number of messages the slaves agreed on")
+    p.add_argument("--with-seed", type=v.seed, default=0, metavar="SEED", help="seed of the run")
+    p.add_argument("count", type=v.count, help="the number of messages the slaves agreed on")
 
     p = command("peers")
     p.add_argument("host", help="the address whose interface discovery uses")
@@ -360,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in ("top", "ps"):
         p = command(name)
-        add_observer_arguments(p, name, _duration)
+        add_observer_arguments(p, name, v.duration)
         discovery_options(p)
         node_options(p, detect=False)
     return parser
