@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 
-__all__ = ["processes_mentioning"]
+__all__ = ["CLOUDY", "own_discovery_port", "processes_mentioning", "run_local"]
+
+CLOUDY = [sys.executable, "-m", "cloudy.cli"]
 
 
 def processes_mentioning(marker: str) -> list[int]:
@@ -24,3 +33,31 @@ def processes_mentioning(marker: str) -> list[int]:
         if marker in cmdline:
             found.append(int(entry))
     return found
+
+
+@contextlib.contextmanager
+def own_discovery_port() -> Iterator[str]:
+    """A free UDP port for a test's own discovery group; every process whose command
+    line names it (``--discovery-port PORT``) is woken, in case a test froze it, and
+    killed by its PID afterwards."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    try:
+        yield port
+    finally:
+        for pid in processes_mentioning(f"--discovery-port {port}"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
+
+
+def run_local(command: list[str], marker: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    """Run a `cloudy local` *command* (from the ``local`` fixture) with *flags*; check
+    that every process it started (*marker* in its command line) has ended."""
+    done = subprocess.run([*command, *flags], capture_output=True, text=True, timeout=60)
+    deadline = time.monotonic() + 5
+    while processes_mentioning(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_mentioning(marker) == [], "left behind"
+    return done

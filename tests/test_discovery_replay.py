@@ -202,28 +202,35 @@ class Collector(asyncio.DatagramProtocol):
         self.received.append(data)
 
 
+async def flood(port: int, requests: list[bytes]) -> tuple[list[bytes], float]:
+    """Send *requests* to the group on *port* in batches of 50 (so the node hears them
+    all); the answers that came back within 0.3 s after, and how long sending took."""
+    with replayer_socket() as sock:
+        sock.setblocking(False)
+        collector = Collector()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: collector, sock=sock)
+        try:
+            started = time.monotonic()
+            for at in range(0, len(requests), 50):
+                for request in requests[at : at + 50]:
+                    transport.sendto(request, (DEFAULT_GROUP, port))
+                await asyncio.sleep(0.002)
+            took = time.monotonic() - started
+            await asyncio.sleep(0.3)
+        finally:
+            transport.close()
+    return collector.received, took
+
+
 async def test_a_flood_of_distinct_valid_requests_gets_rate_limited_answers() -> None:
     port, cookie = free_port(socket.SOCK_DGRAM), unique_cookie("flood")
     key = D.discovery_key(cookie.encode())
     count = 2000
     requests = [D.encode(key, D.Who(nonce(), time.time(), 0)) for _ in range(count)]
     async with a_node(port, cookie) as node:
-        with replayer_socket() as sock:
-            sock.setblocking(False)
-            collector = Collector()
-            loop = asyncio.get_running_loop()
-            transport, _ = await loop.create_datagram_endpoint(lambda: collector, sock=sock)
-            try:
-                started = time.monotonic()
-                for at in range(0, count, 50):  # in batches, so the node hears them all
-                    for request in requests[at : at + 50]:
-                        transport.sendto(request, (DEFAULT_GROUP, port))
-                    await asyncio.sleep(0.002)
-                took = time.monotonic() - started
-                await asyncio.sleep(0.3)
-            finally:
-                transport.close()
-        answers = len(collector.received)
+        received, took = await flood(port, requests)
+        answers = len(received)
         allowed = T.ANSWER_BURST + T.ANSWER_RATE * (took + 0.3)
         assert T.ANSWER_BURST <= answers <= allowed, (answers, took)
         assert node.dropped_datagrams.get("rate-limited", 0) > 0
@@ -237,26 +244,12 @@ async def test_requests_with_another_cookie_get_few_answers_that_name_no_address
     count = 500
     requests = [D.encode(theirs, D.Who(nonce(), time.time(), 0)) for _ in range(count)]
     async with a_node(port, cookie) as node:
-        with replayer_socket() as sock:
-            sock.setblocking(False)
-            collector = Collector()
-            loop = asyncio.get_running_loop()
-            transport, _ = await loop.create_datagram_endpoint(lambda: collector, sock=sock)
-            try:
-                started = time.monotonic()
-                for at in range(0, count, 50):  # in batches, so the node hears them all
-                    for request in requests[at : at + 50]:
-                        transport.sendto(request, (DEFAULT_GROUP, port))
-                    await asyncio.sleep(0.002)
-                took = time.monotonic() - started
-                await asyncio.sleep(0.3)
-            finally:
-                transport.close()
+        received, took = await flood(port, requests)
         # each answer: a Stranger signed with the node's key (not theirs), no address in it
-        answers = [D.peek(data) for data in collector.received]
+        answers = [D.peek(data) for data in received]
         assert all(isinstance(a, D.Stranger) for a in answers), answers
         assert len({a.tag for a in answers if isinstance(a, D.Stranger)}) == 1  # one node
-        for data in collector.received:
+        for data in received:
             with pytest.raises(D.DatagramError, match="cookie"):
                 D.decode(theirs, data)
         allowed = T.STRANGER_RATE * (1 + took + 0.3)

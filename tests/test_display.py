@@ -19,9 +19,8 @@ from collections.abc import Iterator
 import pexpect
 import pyte
 import pytest
-from procs import processes_mentioning
+from procs import own_discovery_port
 
-from cloudy.aio import free_port
 from cloudy.ring import expected_result
 
 CLOUDY = [sys.executable, "-m", "cloudy.cli"]
@@ -32,13 +31,8 @@ BAR = "━"
 @pytest.fixture
 def discovery() -> Iterator[str]:
     """A discovery port of the test's own; every process started with it is killed after."""
-    port = str(free_port(socket.SOCK_DGRAM))
-    try:
+    with own_discovery_port() as port:
         yield port
-    finally:
-        for pid in processes_mentioning(f"--discovery-port {port}"):
-            os.kill(pid, signal.SIGCONT)
-            os.kill(pid, signal.SIGKILL)
 
 
 def terminal_env(**more: str) -> dict[str, str]:

@@ -5,17 +5,13 @@ port of its own; every process started with it is ended by its PID afterwards.""
 from __future__ import annotations
 
 import io
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
-from procs import processes_mentioning
+from procs import run_local
 
 from cloudy.faults import Fault, FaultInjector, parse_freeze, plan_faults
 from cloudy.ring import expected_result
@@ -23,31 +19,6 @@ from cloudy.ring import expected_result
 CLOUDY = [sys.executable, "-m", "cloudy.cli"]
 RUN = ["--slaves", "4", "--send-for", "2s", "--wait-for", "1s"]
 RESULT = re.compile(r"^(nid://\S+) <(\d+), (\S+)>( \(finished without a master\))?$", re.M)
-
-
-@pytest.fixture
-def local() -> Iterator[tuple[list[str], str]]:
-    """The start of a `cloudy local` command with a discovery port of its own, and the
-    marker that finds its processes; each of them is killed by its PID afterwards."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
-    marker = f"--discovery-port {port}"
-    try:
-        yield [*CLOUDY, "local", "--discovery-port", port], marker
-    finally:
-        for pid in processes_mentioning(marker):
-            os.kill(pid, signal.SIGCONT)  # one frozen by a failed test
-            os.kill(pid, signal.SIGKILL)
-
-
-def run_local(command: list[str], marker: str, *flags: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([*command, *flags], capture_output=True, text=True, timeout=60)
-    deadline = time.monotonic() + 5
-    while processes_mentioning(marker) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert processes_mentioning(marker) == [], "left behind"
-    return done
 
 
 def results(stdout: str) -> dict[str, set[tuple[int, float, bool]]]:

@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
 import struct
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 import msgspec
 import pytest
-from procs import processes_mentioning
+from procs import run_local
 
 from cloudy import NodeId
 from cloudy.plot import draw_scaling, run_figure
@@ -41,30 +36,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 COLOUR_TYPES = {2: "RGB", 6: "RGBA"}
 SEND_GREEN = (0xD8, 0xF0, 0xD8)  # the SEND phase's shade (plot.PHASE_COLOURS)
 LOST_RED = (0xC6, 0x28, 0x28)  # a lost slave's mark (plot.MARKS)
-
-
-@pytest.fixture
-def local() -> Iterator[tuple[list[str], str]]:
-    """The start of a `cloudy local` command with a discovery port of its own, and the
-    marker that finds its processes; each of them is killed by its PID afterwards."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
-    marker = f"--discovery-port {port}"
-    try:
-        yield [*CLOUDY, "local", "--discovery-port", port], marker
-    finally:
-        for pid in processes_mentioning(marker):
-            os.kill(pid, signal.SIGKILL)
-
-
-def run_local(command: list[str], marker: str, *flags: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([*command, *flags], capture_output=True, text=True, timeout=60)
-    deadline = time.monotonic() + 5
-    while processes_mentioning(marker) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert processes_mentioning(marker) == [], "left behind"
-    return done
 
 
 def png_header(path: Path) -> tuple[int, int, str]:
