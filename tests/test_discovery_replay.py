@@ -245,17 +245,35 @@ async def test_requests_with_another_cookie_get_few_answers_that_name_no_address
     requests = [D.encode(theirs, D.Who(nonce(), time.time(), 0)) for _ in range(count)]
     async with a_node(port, cookie) as node:
         received, took = await flood(port, requests)
-        # each answer: a Stranger signed with the node's key (not theirs), no address in it
+        # each answer: a Stranger, no address in it, and unsigned: nothing made with the
+        # node's key, which would let the asker test guesses of its cookie
         answers = [D.peek(data) for data in received]
         assert all(isinstance(a, D.Stranger) for a in answers), answers
         assert len({a.tag for a in answers if isinstance(a, D.Stranger)}) == 1  # one node
+        ours = D.discovery_key(cookie.encode())
         for data in received:
-            with pytest.raises(D.DatagramError, match="cookie"):
-                D.decode(theirs, data)
+            assert data.endswith(bytes(32)) and len(data) <= len(requests[0])
+            for key in (theirs, ours):
+                with pytest.raises(D.DatagramError, match="cookie"):
+                    D.decode(key, data)
         allowed = T.STRANGER_RATE * (1 + took + 0.3)
         assert 1 <= len(answers) <= allowed, (len(answers), took)
         # their budget is their own: a genuine request is answered at once
         assert node.node.node_id in await node.find_peers(0.5)
+
+
+async def test_a_stranger_request_smaller_than_the_answer_gets_none() -> None:
+    """No more bytes out than came in: a request shrunk below a real one (its time an
+    integer) is not answered, so discovery cannot amplify a spoofed flood."""
+    port, cookie = free_port(socket.SOCK_DGRAM), unique_cookie("small")
+    theirs = D.discovery_key(b"another cookie")
+    small = D.encode(theirs, D.Who(nonce(), int(time.time()), 0))
+    normal = D.encode(theirs, D.Who(nonce(), time.time(), 0))
+    async with a_node(port, cookie):
+        received, _ = await flood(port, [small])
+        assert received == []
+        received, _ = await flood(port, [normal])
+        assert len(received) == 1 and len(received[0]) <= len(normal)
 
 
 async def test_a_node_that_starts_during_the_window_is_found_by_a_resend() -> None:

@@ -19,9 +19,10 @@ datagram, however often, gets one answer, and no flood of requests makes a flood
 answers; the asker numbers its resends, so each of them is still answered.
 
 A request signed with another cookie gets a `Stranger` answer (no address: a random tag
-of this daemon), limited apart from the others to `STRANGER_RATE` a second, so that an
-asker can count the nodes with a different cookie (``strangers`` of `Discovery.ask`);
-the answer is no larger than the request.
+of this daemon; unsigned, so it tells nothing of our cookie), limited apart from the
+others to `STRANGER_RATE` a second, so that an asker can count the nodes with a
+different cookie (``strangers`` of `Discovery.ask`: a count, not a proof — anyone on
+the link could forge such answers); it is sent only if no larger than the request.
 """
 
 from __future__ import annotations
@@ -161,7 +162,9 @@ class _Listener(asyncio.DatagramProtocol):
             reply = D.encode(daemon.key, D.Here(msg.nonce, node.host, node.port))
             self.transport.sendto(reply, addr)
         elif msg is None and (who := daemon.stranger(data, addr)) is not None:
-            self.transport.sendto(D.encode(daemon.key, D.Stranger(who.nonce, daemon.tag)), addr)
+            answer = D.encode_unsigned(D.Stranger(who.nonce, daemon.tag))
+            if len(answer) <= len(data):  # never more bytes out than came in
+                self.transport.sendto(answer, addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("discovery socket error: %s", exc)

@@ -6,10 +6,11 @@ where the body is a msgpack-encoded `Who`, `Here` or `Stranger` and the key is d
 the cluster's cookie, so that nodes with another cookie never see each other.
 
 A node that hears a `Who` signed with another key (a node with another cookie asks)
-answers with a `Stranger`, signed with its own key: the asker cannot authenticate it
-either, but `peek` reads it unchecked, so that ``cloudy doctor`` can count the nodes
-with a different cookie that answered its request (their number only: what a datagram
-that fails authentication says is never trusted, nor used for anything else).
+answers with a `Stranger`, *unsigned* (`encode_unsigned`: its MAC is zeros): signed,
+it would let whoever asked test guesses of our cookie offline. `peek` reads it
+unchecked, so that ``cloudy doctor`` can count the nodes with a different cookie that
+answered its request (their number only: what a datagram that fails authentication
+says is never trusted, nor used for anything else — anyone could forge one).
 
 A `Who` carries a fresh random nonce, the sender's wall-clock time and the number
 of the copy (a request is resent, each copy numbered); a `Here` answers one nonce
@@ -116,6 +117,12 @@ def encode(key: bytes, msg: Message) -> bytes:
     """The signed datagram carrying *msg*."""
     signed = _HEADER + _encoder.encode(msg)
     return signed + hmac.digest(key, signed, hashlib.sha256)
+
+
+def encode_unsigned(msg: Message) -> bytes:
+    """The datagram carrying *msg* with a MAC of zeros (a `Stranger`: nothing of our key
+    in it, so it tells nothing of our cookie)."""
+    return _HEADER + _encoder.encode(msg) + bytes(_MAC_SIZE)
 
 
 def decode(key: bytes, data: bytes) -> Message:
