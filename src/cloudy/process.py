@@ -21,6 +21,7 @@ from .node import (
     LocalNode,
     Match,
     Policy,
+    Process,
     current_node,
     current_process,
     expect,
@@ -111,22 +112,41 @@ def send(pid: ProcessId, msg: Any) -> None:
         current_node()  # raises NotInProcessError
         return
     node: LocalNode = proc.node
-    # made here, and nobody traces or counts messages: the hot path
-    if pid.node is node.node_id and not node.tracer.messages:
-        target = node.processes.get(pid.lid)
-        if target is not None:
-            mb = target.mailbox
-            if mb is not None and target.waiter is None:
-                mb.append(msg)  # nobody to wake: just queue it
-                if len(mb) >= node.watch_mailboxes_at and target.attention is None:
-                    node.flow.delivered(target, None)  # a long mailbox: logged
-            else:
-                target.deliver(msg)
-        return
+    if pid.node is node.node_id:
+        tracer = node.tracer
+        if not tracer.messages:  # nobody traces or counts messages: the hot path
+            target = node.processes.get(pid.lid)
+            if target is not None:
+                mb = target.mailbox
+                if mb is not None and target.waiter is None:
+                    mb.append(msg)  # nobody to wake: just queue it
+                    if len(mb) >= node.watch_mailboxes_at and target.attention is None:
+                        node.flow.delivered(target, None)  # a long mailbox: logged
+                else:
+                    target.deliver(msg)
+            return
+        if not tracer.tracing:  # counted, not traced: the hot path and two counts
+            _send_here_counted(node, proc, pid, msg)
+            return
     busy = node.send(pid, msg, proc)
     proc.messages_out += 1
     if busy is not None:
         proc.block(busy)
+
+
+def _send_here_counted(node: LocalNode, proc: Process, pid: ProcessId, msg: Any) -> None:
+    """`send`'s hot path while the node counts messages (someone asked about them)."""
+    proc.messages_out += 1
+    target = node.processes.get(pid.lid)
+    if target is not None:
+        mb = target.mailbox
+        if mb is not None and target.waiter is None:
+            mb.append(msg)
+            target.messages_in += 1
+            if len(mb) >= node.watch_mailboxes_at and target.attention is None:
+                node.flow.delivered(target, None)
+        else:
+            target.deliver(msg)  # (counts it)
 
 
 def usend(pid: ProcessId, msg: Any) -> None:

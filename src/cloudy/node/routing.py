@@ -83,7 +83,7 @@ class Router:
 
     def send(self, pid: ProcessId, msg: Any, sender: Process | None = None) -> Busy:
         """Deliver *msg* to *pid*; silently dropped if no such process exists."""
-        if self._table.tracer.messages:
+        if self._table.tracer.tracing:
             self._trace(pid, msg, sender)
         if pid.node == self.node_id:
             proc = self._table.procs.get(pid.lid)
@@ -99,7 +99,7 @@ class Router:
 
     def send_many(self, pids: Iterable[ProcessId], msg: Any, sender: Process | None = None) -> Busy:
         """`send` *msg* to each of *pids* in turn, encoding it once for all remote ones."""
-        if self._table.tracer.messages:
+        if self._table.tracer.tracing:
             pids = list(pids)
             for pid in pids:
                 self._trace(pid, msg, sender)
@@ -183,7 +183,7 @@ class Router:
     def send_chan(self, port: SendPort, msg: Any, sender: Process | None = None) -> Busy:
         """Deliver *msg* on a typed channel; dropped if its owner has ended."""
         pid = port.pid
-        if self._table.tracer.messages:
+        if self._table.tracer.tracing:
             self._trace(pid, msg, sender, channel=True)
         if pid.node == self.node_id:
             proc = self._table.procs.get(pid.lid)

@@ -41,15 +41,16 @@ class TraceEvent(Message):
 class Tracer:
     """The node's tracer: who gets the events, and which kinds."""
 
-    __slots__ = ("counting", "kinds", "messages", "pid", "procs", "receives", "sends")
+    __slots__ = ("counting", "kinds", "messages", "pid", "procs", "receives", "sends", "tracing")
 
     def __init__(self, procs: dict[int, Process]) -> None:
         self.procs = procs
         self.pid: ProcessId | None = None
         self.kinds: frozenset[str] = frozenset()
-        # read on every send and delivery: `messages` is `sends or receives or
-        # counting`; while it is set, a local send leaves its fast path
-        self.sends = self.receives = self.messages = False
+        # read on every send and delivery: `tracing` is `sends or receives` (a send is
+        # traced), `messages` is `tracing or counting` (a local send leaves its fast
+        # path, which neither traces nor counts)
+        self.sends = self.receives = self.tracing = self.messages = False
         # whether every process's messages are counted (`ProcessInfo.messages_in`,
         # `messages_out`): from the first time anyone asks for them, like Erlang's
         # statistics that etop turns on; a node nobody watches pays nothing
@@ -61,11 +62,12 @@ class Tracer:
             raise ValueError(f"unknown trace kinds {sorted(unknown)} (known: {sorted(KINDS)})")
         self.pid, self.kinds = pid, kinds
         self.sends, self.receives = "sent" in kinds, "received" in kinds
-        self.messages = self.sends or self.receives or self.counting
+        self.tracing = self.sends or self.receives
+        self.messages = self.tracing or self.counting
 
     def stop(self) -> None:
         self.pid, self.kinds = None, frozenset()
-        self.sends = self.receives = False
+        self.sends = self.receives = self.tracing = False
         self.messages = self.counting
 
     def count(self) -> None:
