@@ -102,6 +102,7 @@ async def test_the_endpoint_serves_the_nodes_counters(peer: NodeProcess) -> None
         expected |= {"peer_messages_in", "peer_messages_out", "peer_bytes_in", "peer_bytes_out"}
         expected |= {"peer_silent_seconds", "connection_losses", "heartbeats_missed"}
         expected |= {"frames_refused", "mailbox_length", "mailbox_messages", "mailbox_longest"}
+        expected |= {"handshakes"}
         assert families == {f"cloudy_{name}" for name in expected}
         assert value(samples, "cloudy_up", node=me) == 1
         assert value(samples, "cloudy_processes", node=me) == 2  # the logger and "inbox"
@@ -126,6 +127,22 @@ async def test_the_endpoint_serves_the_nodes_counters(peer: NodeProcess) -> None
         assert value(samples, "cloudy_connection_losses_total") == 1
         assert not [n for (n, _), _ in samples.items() if n.startswith("cloudy_peer_")]
         assert value(samples, "cloudy_messages_out_total") >= stats.messages_out  # kept
+
+        # connections that never prove the cookie get no series of their own (anyone
+        # could open one per source port): they are counted
+        here = (node.node_id.host, node.node_id.port)
+        raw = [await asyncio.open_connection(*here) for _ in range(3)]
+        try:
+            for _ in range(100):
+                _, samples = await asyncio.to_thread(scrape, port)
+                if value(samples, "cloudy_handshakes") == 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert value(samples, "cloudy_handshakes") == 3
+            assert not [n for (n, _), _ in samples.items() if n.startswith("cloudy_peer_")]
+        finally:
+            for _, writer in raw:
+                writer.close()
 
 
 def test_cloudy_slave_serves_metrics_on_the_port_given() -> None:
@@ -190,9 +207,13 @@ async def test_a_metrics_port_in_use_fails_the_start_and_leaves_nothing_listenin
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        node = LocalNode("127.0.0.1", 0, cookie=COOKIE, metrics_port=taken.getsockname()[1])
-        with pytest.raises(OSError):
+        port = taken.getsockname()[1]
+        node = LocalNode("127.0.0.1", 0, cookie=COOKIE, metrics_port=port)
+        with pytest.raises(OSError) as raised:
             await node.start()
+        # one line that says which port, for what, and what to do
+        assert str(raised.value).startswith(f"cannot listen for metrics on 127.0.0.1:{port}: ")
+        assert f"port {port} is in use" in str(raised.value)
         with pytest.raises(ConnectionRefusedError), socket.socket() as s:
             s.connect(("127.0.0.1", node.node_id.port))  # its node port is closed again
 

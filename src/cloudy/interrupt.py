@@ -27,6 +27,14 @@ INTERRUPTED = (
 )
 
 
+SHOW_CURSOR = b"\x1b[?25h"
+
+
+def _quietly(action: Callable[[], None]) -> None:
+    with contextlib.suppress(Exception):
+        action()
+
+
 @contextlib.contextmanager
 def leave_on_ctrl_c(before_leaving: Callable[[], None]) -> Iterator[None]:
     """While inside, Ctrl-C (SIGINT) calls *before_leaving* (to put the terminal right),
@@ -39,11 +47,17 @@ def leave_on_ctrl_c(before_leaving: Callable[[], None]) -> Iterator[None]:
         return
 
     def leave(signum: int, frame: FrameType | None) -> None:
-        with contextlib.suppress(Exception):
-            before_leaving()
+        # The display is put right by another thread, given half a second: this
+        # handler may have interrupted the main thread inside the console's own lock,
+        # and waiting for it here would hang (the process must leave regardless).
+        tidy = threading.Thread(target=_quietly, args=(before_leaving,), daemon=True)
+        tidy.start()
+        tidy.join(0.5)
         with contextlib.suppress(Exception):
             sys.stdout.flush()
         with contextlib.suppress(OSError):
+            if os.isatty(2):
+                os.write(2, SHOW_CURSOR)  # however far the tidying got
             os.write(2, (INTERRUPTED + "\n").encode())
         os._exit(130)
 

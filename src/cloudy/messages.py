@@ -155,7 +155,8 @@ class PeerStats(Message):
     bytes_out: int = 0
 
 
-class NodeStats(Message):
+# its wire tag is the one it had in ``cloudy.introspection``: older nodes still read it
+class NodeStats(Message, tag="cloudy.introspection.NodeStats"):
     """A node's counts: live processes, registered names, the monitors and links its
     processes hold, and its traffic since it started.
 

@@ -40,6 +40,7 @@ from typing import Any, cast
 
 from .errors import CloudyError
 from .messages import NodeStats
+from .transport.tcp import listen_error
 
 __all__ = [
     "MAX_MAILBOX_SERIES",
@@ -169,8 +170,11 @@ class _Collector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         sums: dict[str, list[float]] = {}
+        handshakes = 0
         for p in s.peers:
-            if p.state != "closed":
+            if p.state == "handshake":  # not yet proven: no series of its own (anyone
+                handshakes += 1  # could make one per source port)
+            elif p.state != "closed":
                 row = sums.setdefault(str(p.node), [0, 0, 0, 0, p.silent_for])
                 row[0] += p.messages_in
                 row[1] += p.messages_out
@@ -194,6 +198,11 @@ class _Collector:
         for peer, row in sorted(sums.items()):
             silent.add_metric([self._node, peer], row[4])
         yield silent
+        pending = GaugeMetricFamily(
+            "cloudy_handshakes", "Connections still in their handshake", labels=["node"]
+        )
+        pending.add_metric([self._node], handshakes)
+        yield pending
 
 
 class MetricsServer:
@@ -211,7 +220,10 @@ class MetricsServer:
         registry = CollectorRegistry(auto_describe=False)
         collector = _Collector(snapshot, asyncio.get_running_loop())
         registry.register(cast(Any, collector))  # a Collector by its methods
-        self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+        except OSError as e:  # said in one line, as for the node's own port
+            raise listen_error(host, port, e, "metrics") from None
         self.port: int = self._server.server_port
 
     async def close(self) -> None:

@@ -65,10 +65,11 @@ LATE_TICKS = 2
 KEPT_CLOSED = 16
 
 
-def listen_error(host: str, port: int, error: OSError) -> OSError:
-    """*error* from listening on *host*:*port*, said in one line with what to do instead
-    (same errno; the line is its ``strerror``, and ``str`` without the ``[Errno N]``)."""
-    where = f"cannot listen on {host}:{port}"
+def listen_error(host: str, port: int, error: OSError, what: str = "") -> OSError:
+    """*error* from listening on *host*:*port* (for *what*, if said), in one line with
+    what to do instead (same errno; the line is its ``strerror``, and ``str`` without
+    the ``[Errno N]``)."""
+    where = f"cannot listen{what and ' for ' + what} on {host}:{port}"
     if isinstance(error, socket.gaierror):
         why = (
             f"{host!r} does not resolve ({error.strerror}); name this machine by an address "
