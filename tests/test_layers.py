@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cloudy.node.*", "cloudy.metrics"),
     (
         "cloudy.process",
+        "cloudy.receiving",
         "cloudy.channels",
         "cloudy.links",
         "cloudy.combinators",

@@ -95,18 +95,12 @@ from .process import (
     call,
     drain,
     expect,
-    expect_timeout,
     get_process_info,
     get_self_node,
     get_self_pid,
-    match,
-    match_any,
-    match_if,
     nsend,
     nsend_remote,
     receive_all,
-    receive_timeout,
-    receive_wait,
     reconnect,
     register,
     reregister,
@@ -123,6 +117,14 @@ from .process import (
     whereis,
     whereis_remote,
     whereis_remote_async,
+)
+from .receiving import (
+    expect_timeout,
+    match,
+    match_any,
+    match_if,
+    receive_timeout,
+    receive_wait,
 )
 
 __version__ = "0.1.0"

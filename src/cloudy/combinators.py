@@ -26,8 +26,6 @@ from .process import (
     call,
     expect,
     get_self_pid,
-    match_if,
-    receive_wait,
     register,
     send,
     spawn,
@@ -36,6 +34,7 @@ from .process import (
     usend,
     whereis,
 )
+from .receiving import match_if, receive_wait
 
 __all__ = [
     "DidSpawn",
