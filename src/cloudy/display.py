@@ -23,6 +23,7 @@ master's `Progress`, `found` is told what discovery found, `done` the report.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import sys
@@ -164,9 +165,23 @@ class Display:
 
 
 class TerminalDisplay(Display):
-    """The run's phases live on the terminal *err*, and lines for it printed above."""
+    """The run's phases live on the terminal *err*, and lines for it printed above.
+
+    One thread draws: the lines for the terminal (from `sink`, and whatever this
+    process writes on stdout and stderr meanwhile) wait in a queue, and a drawing
+    thread prints them above the display and redraws it ten times a second. Printing
+    from several threads at once could leave a stale copy of the display on the
+    screen (each would move the cursor by a height another had just changed).
+    """
 
     live: Live | None = None
+
+    def __init__(
+        self, params: Params, want: int | None, within: float, err: TextIO | None = None
+    ) -> None:
+        super().__init__(params, want, within, err)
+        self._waiting: collections.deque[str] = collections.deque()
+        self._drawing = threading.Lock()
 
     def began(self, phase: _Phase, seen: int) -> None:
         pass  # the row shows it
@@ -177,17 +192,29 @@ class TerminalDisplay(Display):
             return plain  # (stdout piped, say): nothing to write across
 
         def write(line: str) -> None:
-            from rich.text import Text
-
-            live = self.live
-            if live is None:
+            if self.live is None:
                 plain(line)
             else:
-                # as a person would see it on the terminal: no markup, no colours, and
-                # not wrapped by rich (the terminal wraps it, so it can be copied whole)
-                live.console.print(Text(line), soft_wrap=True, highlight=False)
+                self._waiting.append(line)  # printed above the display by `_draw`
 
         return write
+
+    def _draw(self) -> None:
+        """Print the lines waiting above the display, then redraw it (one thread at a
+        time: the only writer while it is live)."""
+        from rich.text import Text
+
+        with self._drawing:
+            live = self.live
+            if live is None:
+                return
+            while self._waiting:
+                # as a person would see it on the terminal: no markup, no colours, and
+                # not wrapped by rich (the terminal wraps it, so it can be copied whole)
+                line = Text(self._waiting.popleft())
+                live.console.print(line, soft_wrap=True, highlight=False)
+            if live.is_started:  # (once stopped, the lines go below it)
+                live.refresh()
 
     @contextlib.contextmanager
     def shown(self) -> Iterator[Display]:
@@ -198,26 +225,47 @@ class TerminalDisplay(Display):
         live = Live(
             console=Console(file=self.err),
             get_renderable=self._render,
-            refresh_per_second=10,
-            redirect_stdout=sys.stdout.isatty(),  # (stdout piped stays where it goes)
-            redirect_stderr=True,
+            auto_refresh=False,  # drawn by our own thread (see the class)
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
+        done = threading.Event()
+
+        def draw_often() -> None:
+            while not done.wait(0.1):
+                with contextlib.suppress(Exception):
+                    self._draw()
+
+        saved = sys.stdout, sys.stderr
+        drawer = threading.Thread(target=draw_often, name="display", daemon=True)
         try:
             with live:
                 self.live = live
+                # what this process prints meanwhile goes above the display as well
+                if saved[0].isatty():
+                    sys.stdout = cast(TextIO, _LineWriter(self.sink(saved[0]), saved[0]))
+                sys.stderr = cast(TextIO, _LineWriter(self.sink(saved[1]), saved[1]))
+                drawer.start()
                 try:
                     yield self
                 except BaseException as e:
                     self.stopped("interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
                     raise
+                finally:
+                    done.set()
+                    drawer.join()
+                    sys.stdout, sys.stderr = saved
+                    self._draw()  # the last lines, and the display as it ends
         finally:
             self.live = None
 
     def stopped(self, why: str) -> None:
         super().stopped(why)
-        live = self.live
-        if live is not None:
-            live.stop()  # drawn once more, as it stopped; the cursor back
+        self._draw()
+        with self._drawing:
+            live = self.live
+            if live is not None and live.is_started:
+                live.stop()  # drawn once more, as it stopped; the cursor back
 
     def _render(self) -> RenderableType:
         from rich.progress_bar import ProgressBar
@@ -243,14 +291,23 @@ class TerminalDisplay(Display):
 
 
 class _LineWriter(io.TextIOBase):
-    """A text file whose every whole line goes to *lines*."""
+    """A text file whose every whole line goes to *lines* (standing in for *like*, a
+    terminal, if given: it says it is one)."""
 
-    def __init__(self, lines: Lines) -> None:
+    def __init__(self, lines: Lines, like: TextIO | None = None) -> None:
         super().__init__()
-        self.lines, self.part = lines, ""
+        self.lines, self.part, self.like = lines, "", like
 
     def writable(self) -> bool:
         return True
+
+    def isatty(self) -> bool:
+        return self.like is not None and self.like.isatty()
+
+    def fileno(self) -> int:
+        if self.like is None:
+            return super().fileno()
+        return self.like.fileno()
 
     def write(self, text: str) -> int:
         *whole, self.part = (self.part + text).split("\n")
