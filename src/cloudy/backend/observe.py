@@ -25,7 +25,7 @@ from .. import (
 )
 from .localnet import DEFAULT_DISCOVERY_TIMEOUT, Backend, by_address, initialize_backend
 
-__all__ = ["ANSWER_TIMEOUT", "Observer", "Sample"]
+__all__ = ["ANSWER_TIMEOUT", "Observer", "Sample", "merge_found"]
 
 # How long a node may take to answer one question before it is shown as not answering
 # (a frozen node would otherwise hold up every refresh until it is declared lost).
@@ -76,8 +76,7 @@ class Observer:
         node that dies shows as not answering); return `known`. With nodes given to
         the constructor, only those are watched and nothing is asked."""
         if not self.given:
-            found = [n for n in await self.backend.find_peers(seconds) if n != self.me]
-            self.known = sorted(set(self.known) | set(found), key=by_address)
+            self.known = merge_found(self.known, await self.backend.find_peers(seconds), self.me)
         return self.known
 
     def describe_discovery(self) -> str:
@@ -100,6 +99,14 @@ class Observer:
 
         sample: Sample = await self.backend.node.run_process(ask)
         return sample
+
+
+def merge_found(known: Iterable[NodeId], found: Iterable[NodeId], me: NodeId) -> list[NodeId]:
+    """The nodes to watch after a round of discovery *found* some: the new ones are
+    added, none *known* is dropped (a round may miss a node whose answer was lost or
+    late; one that is gone shows as not answering, with the reason), *me* is left out;
+    in address order."""
+    return sorted({*known, *found} - {me}, key=by_address)
 
 
 async def _answer(question: Awaitable[T]) -> T | str:
