@@ -67,13 +67,16 @@ def start_slaves(
     *options: str,
 ) -> tuple[list[subprocess.Popen[str]], dict[str, str], str]:
     """Four `cloudy slave`s (with *options*) on a private discovery port and cookie (a
-    lost peer is noticed within 2 s); the caller ends them."""
+    lost peer is noticed within 2 s); the caller ends them. Each listens on a port the
+    system picks (0) — a port picked free beforehand may be taken by then, by another
+    test's connection, say — except under ``--heart``, which needs a fixed one."""
     discovery = str(free_port(socket.SOCK_DGRAM))
     env = dict(os.environ, CLOUDY_COOKIE=f"faults-{discovery}")
     slaves = [
         start(
             [
-                *("slave", "127.0.0.1", str(free_port()), *options),
+                *("slave", "127.0.0.1", str(free_port() if "--heart" in options else 0)),
+                *options,
                 *("--discovery-port", discovery, "--detect", "2s"),
             ],
             env,
@@ -101,7 +104,7 @@ def start_master(
     grace_us = str(int(grace * 1e6))
     master = start(
         [
-            *("master", "127.0.0.1", str(free_port()), "3000000", grace_us, str(seed)),
+            *("master", "127.0.0.1", "0", "3000000", grace_us, str(seed)),
             *("--slaves", "4", "--discovery-port", discovery, "--json", *options),
         ],
         env,
@@ -149,7 +152,7 @@ def test_a_master_started_again_waits_for_the_slaves_to_finish_the_run_and_runs(
     first.wait()
     second = start(
         [
-            *("master", "127.0.0.1", str(free_port()), "1000000", "500000", "4"),
+            *("master", "127.0.0.1", "0", "1000000", "500000", "4"),
             *("--slaves", "4", "--discovery-port", discovery, "--json"),
         ],
         env,
