@@ -11,7 +11,9 @@ import sys
 import time
 from collections.abc import Iterator
 
-__all__ = ["CLOUDY", "own_discovery_port", "processes_mentioning", "run_local"]
+from cloudy.aio import free_port
+
+__all__ = ["CLOUDY", "ended_by_pid", "own_discovery_port", "processes_mentioning", "run_local"]
 
 CLOUDY = [sys.executable, "-m", "cloudy.cli"]
 
@@ -40,9 +42,7 @@ def own_discovery_port() -> Iterator[str]:
     """A free UDP port for a test's own discovery group; every process whose command
     line names it (``--discovery-port PORT``) is woken, in case a test froze it, and
     killed by its PID afterwards."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
+    port = str(free_port(socket.SOCK_DGRAM))
     try:
         yield port
     finally:
@@ -50,6 +50,20 @@ def own_discovery_port() -> Iterator[str]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
                 os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def ended_by_pid() -> Iterator[list[subprocess.Popen[str]]]:
+    """A list to put the processes a test starts in; each is killed by its PID
+    afterwards (if still running) and reaped, whatever happened."""
+    started: list[subprocess.Popen[str]] = []
+    try:
+        yield started
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
 
 
 def run_local(command: list[str], marker: str, *flags: str) -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from procs import processes_mentioning
 
+from cloudy.aio import free_port
 from cloudy.cli import main, parse_duration
 from cloudy.ring import expected_result
 
@@ -93,20 +94,13 @@ def test_verify_prints_the_expected_count_and_sum(capsys: pytest.CaptureFixture[
 # --- whole runs, every node its own OS process ----------------------------------------
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def local_run() -> Iterator[tuple[list[str], str]]:
     """The start of a `cloudy local` command with a discovery port of its own, and that port.
 
     Whatever the test does, every process started with that port is ended afterwards.
     """
-    marker = str(free_udp_port())
+    marker = str(free_port(socket.SOCK_DGRAM))
     try:
         yield [*CLOUDY, "local", "--discovery-port", marker], marker
     finally:
@@ -234,7 +228,7 @@ def free_tcp_port() -> int:
 
 
 def test_the_seeds_way_four_cloudy_slaves_and_one_cloudy_master() -> None:
-    discovery = str(free_udp_port())
+    discovery = str(free_port(socket.SOCK_DGRAM))
     env = dict(os.environ, CLOUDY_COOKIE=f"seeds-way-{discovery}")
     slaves: list[subprocess.Popen[str]] = []
     try:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from procs import processes_mentioning
+from procs import ended_by_pid, processes_mentioning
 
 from cloudy.aio import free_port
 from cloudy.cli_args import build_parser
@@ -47,14 +47,8 @@ def no_cookie_env() -> dict[str, str]:
 @pytest.fixture
 def children() -> Iterator[list[subprocess.Popen[str]]]:
     """Processes a test starts; each is ended by its PID afterwards, whatever happened."""
-    started: list[subprocess.Popen[str]] = []
-    try:
+    with ended_by_pid() as started:
         yield started
-    finally:
-        for child in started:
-            if child.poll() is None:
-                child.kill()
-            child.wait()
 
 
 @pytest.fixture

@@ -10,11 +10,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import remote_funcs as rf
+from procs import ended_by_pid
 
 from cloudy import NodeId, call, closure
 from cloudy.backend import simplelocalnet as sl
@@ -29,19 +30,6 @@ CLOUDY = [sys.executable, "-m", "cloudy.cli"]
 
 def unique_cookie(name: str) -> str:
     return f"{name}-{os.getpid()}-{time.monotonic_ns()}"
-
-
-@contextlib.contextmanager
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    """A list to put started processes in; every one is ended by its PID afterwards."""
-    started: list[subprocess.Popen[str]] = []
-    try:
-        yield started
-    finally:
-        for proc in started:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
 
 
 def cloudy_slave(port: int, discovery: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -71,7 +59,7 @@ def test_the_minimal_example_prints_the_four_slaves_and_they_exit_by_themselves(
     env = dict(os.environ, CLOUDY_COOKIE=unique_cookie("minimal"))
     ports = [free_port() for _ in range(5)]
     example = str(ROOT / "examples" / "minimal.py")
-    with processes() as started:
+    with ended_by_pid() as started:
         for port in ports[:4]:
             started.append(
                 subprocess.Popen(
@@ -297,7 +285,7 @@ def test_twenty_slaves_are_all_found_by_one_find_slaves_and_all_terminated() -> 
     cookie = unique_cookie("twenty")
     env = dict(os.environ, CLOUDY_COOKIE=cookie)
     ports = [free_port() for _ in range(20)]
-    with processes() as started:
+    with ended_by_pid() as started:
         for port in ports:
             started.append(cloudy_slave(port, discovery, env))
         for port in ports:
@@ -354,7 +342,7 @@ def test_a_slaves_say_lines_print_on_the_master_that_took_it(
     discovery = str(free_port(socket.SOCK_DGRAM))
     cookie = unique_cookie("logs")
     port = free_port()
-    with processes() as started:
+    with ended_by_pid() as started:
         # `cloudy slave`, with the test's remote functions in its remote table
         code = "import sys, remote_funcs, cloudy.cli; sys.exit(cloudy.cli.main(sys.argv[1:]))"
         command = [sys.executable, "-c", code, "slave", "127.0.0.1", str(port)]
@@ -428,7 +416,7 @@ def test_cloudy_peers_lists_a_running_slave() -> None:
     discovery = str(free_port(socket.SOCK_DGRAM))
     env = dict(os.environ, CLOUDY_COOKIE=unique_cookie("peers"))
     port = free_port()
-    with processes() as started:
+    with ended_by_pid() as started:
         started.append(cloudy_slave(port, discovery, env))
         wait_listening(port)
         done = subprocess.run(
