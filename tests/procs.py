@@ -13,9 +13,18 @@ from collections.abc import Iterator
 
 from cloudy.aio import free_port
 
-__all__ = ["CLOUDY", "ended_by_pid", "own_discovery_port", "processes_mentioning", "run_local"]
+__all__ = ["CLOUDY", "as_on_a_terminal", "ended_by_pid", "own_discovery_port"]
+__all__ += ["processes_mentioning", "run_local"]
 
 CLOUDY = [sys.executable, "-m", "cloudy.cli"]
+
+
+def as_on_a_terminal(env: dict[str, str]) -> dict[str, str]:
+    """*env* without what would override a pseudo-terminal's own size and colours, as
+    on a person's terminal (pytest-xdist's workers set COLUMNS=80 and LINES=24, which
+    rich obeys over the pty's size)."""
+    env = {k: v for k, v in env.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    return {k: v for k, v in env.items() if not k.startswith(("TTY_", "FORCE_"))}
 
 
 def processes_mentioning(marker: str) -> list[int]:

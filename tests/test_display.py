@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pexpect
 import pyte
 import pytest
-from procs import own_discovery_port
+from procs import as_on_a_terminal, own_discovery_port
 
 from cloudy.ring import expected_result
 
@@ -37,9 +37,7 @@ def discovery() -> Iterator[str]:
 
 def terminal_env(**more: str) -> dict[str, str]:
     """The environment of a program on an ordinary terminal: its size is the pty's."""
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
-    env = {k: v for k, v in env.items() if not k.startswith(("TTY_", "FORCE_"))}
-    return env | {"TERM": "xterm-256color"} | more
+    return as_on_a_terminal(dict(os.environ)) | {"TERM": "xterm-256color"} | more
 
 
 def final_screen(args: list[str], env: dict[str, str], columns: int, timeout: float) -> list[str]:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import pexpect
 import pyte
 import pytest
+from procs import as_on_a_terminal
 from rich.console import Console, RenderableType
 from top_funcs import LEFT_IN_MAILBOX, PARKED, TICKER
 
@@ -283,9 +284,7 @@ class Terminal:
     """A command in a pseudo-terminal of 120 x 40, its screen read with pyte."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        # as on a person's terminal, the size comes from the terminal (pytest-xdist's
-        # workers set COLUMNS=80 and LINES=24, which rich would obey instead)
-        env = {k: v for k, v in env.items() if k not in ("COLUMNS", "LINES")}
+        env = as_on_a_terminal(env)  # the size comes from the pty
         self.child = pexpect.spawn(argv[0], argv[1:], env=env, dimensions=(40, 120))
         self.screen = pyte.Screen(120, 40)
         self.stream = pyte.ByteStream(self.screen)
