@@ -11,6 +11,7 @@ TCP connections between the two nodes (``ss -K``), and both ends see the loss.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from types import NoneType
@@ -93,13 +94,16 @@ WAIT = 10.0  # what is due at once must come well within it
 
 @pytest.fixture(scope="module")
 def peer() -> Iterator[NodeProcess]:
-    with NodeProcess("ch_funcs", cookie=COOKIE) as node:
+    # over TCP, as between two machines: `cut` resets TCP connections
+    env = {**os.environ, "CLOUDY_LOCAL_SOCKETS": "0"}
+    with NodeProcess("ch_funcs", cookie=COOKIE, env=env) as node:
         yield node
 
 
 async def run(main: Callable[..., Any], *args: Any, **options: Any) -> Any:
     """Run *main* as a process on a fresh node (in this OS process); what it returns."""
     options.setdefault("cookie", COOKIE)
+    options.setdefault("local_sockets", False)  # (see `peer`)
     async with LocalNode("127.0.0.1", 0, **options) as node:
         return await asyncio.wait_for(node.run_process(main, *args), 30)
 

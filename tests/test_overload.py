@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -126,9 +127,10 @@ def reset_connections(port: int) -> None:
 
 @pytest.mark.parametrize("how", ["send", "usend", "reconnect"])
 async def test_a_connection_reset_mid_stream(how: str) -> None:
+    tcp = {**os.environ, "CLOUDY_LOCAL_SOCKETS": "0"}  # `reset_connections` resets TCP
     with (
-        NodeProcess("load_funcs", cookie=COOKIE) as receiver,
-        NodeProcess("load_funcs", cookie=COOKIE) as sender,
+        NodeProcess("load_funcs", cookie=COOKIE, env=tcp) as receiver,
+        NodeProcess("load_funcs", cookie=COOKIE, env=tcp) as sender,
     ):
 
         async def flood_and_reset() -> ProcessId:
@@ -143,7 +145,7 @@ async def test_a_connection_reset_mid_stream(how: str) -> None:
             await asyncio.sleep(1.0)  # let what was sent after the reset arrive
             return sink
 
-        async with LocalNode("127.0.0.1", 0, cookie=COOKIE) as node:
+        async with LocalNode("127.0.0.1", 0, cookie=COOKIE, local_sockets=False) as node:
             sink = await asyncio.wait_for(node.run_process(flood_and_reset), 60)
             # our own connection to the receiver was reset too, so the sink would
             # not answer the process above: a process it never sent to asks

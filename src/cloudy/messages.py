@@ -142,7 +142,8 @@ class PeerStats(Message):
     tick periods, two fifths of the heartbeat timeout: it missed a tick, if both nodes
     have the same timeout); ``"lost"`` when silent past the heartbeat timeout, or closed.
     The counts are of this connection: items (process messages and the nodes' own
-    signals) and bytes, both ways.
+    signals) and bytes, both ways. *link*: ``"tcp"``, or ``"unix"`` for a Unix
+    socket (the peer runs on this machine; see `LocalNode`'s *local_sockets*).
     """
 
     node: NodeId
@@ -153,6 +154,7 @@ class PeerStats(Message):
     messages_out: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    link: str = "tcp"
 
 
 # its wire tag is the one it had in ``cloudy.introspection``: older nodes still read it

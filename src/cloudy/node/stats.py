@@ -17,7 +17,7 @@ import time
 from ..identity import NodeId
 from ..messages import NodeStats, PeerStats, ProcessInfo, ProcessSummary
 from ..metrics import Snapshot
-from ..transport.tcp import Connection, ConnState, Transport
+from ..transport.tcp import LOCAL, Connection, ConnState, Transport
 from .mailbox import Process
 from .monitors import Monitors
 from .registry import Registry
@@ -124,4 +124,5 @@ def _peer(conn: Connection, now: float, transport: Transport) -> PeerStats:
         conn.messages_out,
         conn.bytes_in,
         conn.bytes_out,
+        "unix" if conn.peer_host == LOCAL else "tcp",
     )

@@ -1,8 +1,9 @@
-"""One TCP connection between nodes: authenticate, frame, flow control, report loss.
+"""One connection between nodes: authenticate, frame, flow control, report loss.
 
 Theory of operation
 -------------------
-A `Connection` is an asyncio `Protocol` wrapped around the sans-IO `Handshake`
+A `Connection` (over TCP, or a Unix socket on one machine: ``unix.py``) is an
+asyncio `Protocol` wrapped around the sans-IO `Handshake`
 and `FrameDecoder`: bytes from the socket go in, frame bodies come out and are
 handed, in bulk, to the owner (the node). It knows nothing of processes.
 
@@ -40,6 +41,7 @@ from .admission import Admission, Refusal
 
 __all__ = [
     "DEFAULT_SEND_HIGH_WATER",
+    "LOCAL",
     "ConnState",
     "Connection",
     "ConnectionOwner",
@@ -53,6 +55,8 @@ log = logging.getLogger("cloudy.transport")
 # Unsent bytes towards one peer above which the connection is busy and senders wait
 # (Erlang's dist_buf_busy_limit is 1 MB); they go on below half of it.
 DEFAULT_SEND_HIGH_WATER = 1024 * 1024
+# The peer host of a connection over a Unix socket: a process on this machine.
+LOCAL = "local"
 
 
 class ConnState(enum.Enum):
@@ -152,11 +156,17 @@ class Connection(asyncio.Protocol):
         # uvloop's TCP transport behaves as asyncio.Transport without subclassing it
         self._tr = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
-        if peername:
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family == socket.AF_UNIX:  # (see ``unix.py``)
+            self.peer_host = LOCAL
+            dialled = self.dialled
+            self.peer_address = (
+                f"{dialled.host}:{dialled.port}" if dialled else "a process on this machine"
+            )
+        elif peername:
             self.peer_host = str(peername[0])
             self.peer_port = int(peername[1])
             self.peer_address = f"{self.peer_host}:{peername[1]}"
-        sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,5 +1,7 @@
 """TCP between nodes: listen, dial, and the heartbeat that notices a silent peer.
 
+(Peers on the same machine are linked by a Unix socket instead: ``unix.py``.)
+
 Theory of operation
 -------------------
 `Transport` listens for and dials `Connection`s (see ``connection.py``) for one
@@ -28,13 +30,17 @@ import logging
 import socket
 import ssl as _ssl
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from ..errors import NodeUnreachable
+from ..errors import ConnectionRefusedByPeer, NodeUnreachable
 from ..identity import NodeId
 from ..wire.framing import DEFAULT_MAX_FRAME
+from . import unix
 from .admission import DEFAULT_MAX_PENDING_HANDSHAKES, Admission, listen_backlog
 from .connection import (
     DEFAULT_SEND_HIGH_WATER,
+    LOCAL,
     Connection,
     ConnectionOwner,
     ConnState,
@@ -44,6 +50,7 @@ from .traffic import Traffic
 
 __all__ = [
     "DEFAULT_SEND_HIGH_WATER",
+    "LOCAL",
     "ConnState",
     "Connection",
     "ConnectionOwner",
@@ -110,8 +117,11 @@ class Transport:
         max_frame_size: int = DEFAULT_MAX_FRAME,
         max_pending_handshakes: int = DEFAULT_MAX_PENDING_HANDSHAKES,
         send_high_water: int = DEFAULT_SEND_HIGH_WATER,
+        local_sockets: bool | None = None,
     ) -> None:
         self.owner = owner
+        # peers on this machine over a Unix socket (see ``unix``), unless TLS is on
+        self._local_sockets = unix.wanted(local_sockets)
         self.send_high_water = send_high_water
         self.cookie = cookie
         self.local = local
@@ -130,6 +140,7 @@ class Transport:
         else:
             self._ssl_server = self._ssl_client = ssl
         self._server: asyncio.Server | None = None
+        self._local_server: asyncio.AbstractServer | None = None
         self._conns: set[Connection] = set()
         # the last connection lost to each node, until it is back (newest last)
         self.closed: dict[NodeId, Connection] = {}
@@ -183,15 +194,55 @@ class Transport:
         except OSError as e:
             raise listen_error(host, port, e) from None
         sockets = self._server.sockets
-        return int(sockets[0].getsockname()[1]) if sockets else port
+        bound = int(sockets[0].getsockname()[1]) if sockets else port
+        if self._local_sockets and self._ssl_server is None:
+            sock = unix.bind(host, bound, listen_backlog())
+            if sock is not None:
+                self._local_server = await loop.create_unix_server(
+                    lambda: Connection(self, initiator=False, dialled=None), sock=sock
+                )
+        return bound
+
+    def _dial_local(self, node: NodeId) -> socket.socket | None:
+        """A socket to *node*'s local name, if it runs on this machine (see ``unix``)."""
+        if self._local_sockets and self._ssl_client is None:
+            return unix.dial(node.host, node.port)
+        return None
 
     async def connect(self, node: NodeId) -> Connection:
         """Dial *node* and authenticate; return the connection once it is UP.
 
         Raises `NodeUnreachable` (or `ConnectionRefusedByPeer`) within the
-        connect timeout.
+        connect timeout. A node on this machine is dialled on its local socket first
+        (see ``unix``); if what answers there does not complete a handshake within
+        half the timeout, or fails it without refusing us, TCP gets the rest.
         """
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        sock = self._dial_local(node)
+        if sock is not None:
+            try:
+                half = deadline - self.connect_timeout / 2
+                return await self._open(node, half, loop.create_unix_connection, sock=sock)
+            except ConnectionRefusedByPeer:
+                raise  # it answered, and would not have us: so would TCP
+            except NodeUnreachable as e:
+                log.info("%s on its local socket: %s; dialling TCP", node, e)
+        return await self._open(
+            node,
+            deadline,
+            loop.create_connection,
+            host=node.host,
+            port=node.port,
+            ssl=self._ssl_client,
+            server_hostname=node.host if self._ssl_client else None,
+        )
+
+    async def _open(
+        self, node: NodeId, deadline: float, opener: Callable[..., Awaitable[Any]], **how: Any
+    ) -> Connection:
+        """Open a connection to *node* with *opener* (given *how*) and wait, until
+        *deadline*, for its handshake."""
         conn: Connection | None = None
 
         def factory() -> Connection:
@@ -200,14 +251,8 @@ class Transport:
             return conn
 
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                await loop.create_connection(
-                    factory,
-                    node.host,
-                    node.port,
-                    ssl=self._ssl_client,
-                    server_hostname=node.host if self._ssl_client else None,
-                )
+            async with asyncio.timeout_at(deadline):
+                await opener(factory, **how)
                 assert conn is not None
                 await conn.ready
         except TimeoutError:
@@ -266,6 +311,8 @@ class Transport:
         """Stop listening and close every connection."""
         if self._server is not None:
             self._server.close()
+        if self._local_server is not None:
+            self._local_server.close()
         self.admission.close()
         for conn in list(self._conns):
             conn.close("node shutting down")

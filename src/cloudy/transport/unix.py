@@ -1,0 +1,84 @@
+"""Same-host links: a Unix socket beside the TCP port, found by the node's address.
+
+Theory of operation
+-------------------
+A node listening on TCP *host*:*port* also listens on the Linux abstract Unix
+socket named ``cloudy/host:port`` (`socket_name`). A node dialling *host*:*port*
+tries that name first: if it answers, the peer runs on this machine, in this
+network namespace (abstract names are scoped by it), and the link skips the TCP
+stack (the kernel's loopback path costs a hop more than a Unix socket's). If it
+does not, the dial goes over TCP as before. Everything above the socket — the
+handshake with its cookie, framing, heartbeats, flow control — is the same.
+
+Only a node that holds the TCP port binds the name, so a name names one node; a
+name already taken (another process's squatting it) is said in one log line and
+the node serves over TCP alone. A dialler that reaches a name but fails the
+handshake on it tries TCP next (see `Transport.connect`), so a squatter cannot
+keep callers from the node (one that proves a cookie, though, is believed: a
+refusal is final, as over TCP). Nodes behind TLS (``ssl=``) never use Unix sockets:
+their traffic stays encrypted end to end. ``CLOUDY_LOCAL_SOCKETS=0`` (or
+``LocalNode(local_sockets=False)``) keeps a node on TCP alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+
+__all__ = ["ENV", "SUPPORTED", "bind", "dial", "socket_name", "wanted"]
+
+log = logging.getLogger("cloudy.transport")
+
+#: Abstract Unix socket names are Linux's.
+SUPPORTED = sys.platform == "linux"
+#: Set to 0 to link every node over TCP (say, to test what a network does to it).
+ENV = "CLOUDY_LOCAL_SOCKETS"
+
+
+def wanted(asked: bool | None) -> bool:
+    """Whether to use local sockets: as *asked*, else as ``$CLOUDY_LOCAL_SOCKETS`` says
+    (on unless it is 0), and only where supported."""
+    if asked is None:
+        asked = os.environ.get(ENV, "1").strip() not in ("0", "no", "false")
+    return asked and SUPPORTED
+
+
+def socket_name(host: str, port: int) -> str:
+    """The abstract socket name of the node listening on TCP *host*:*port*."""
+    return f"\0cloudy/{host}:{port}"
+
+
+def bind(host: str, port: int, backlog: int) -> socket.socket | None:
+    """A listening, non-blocking socket for the node on *host*:*port*, or None (said
+    in a log line) when the name is taken."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(socket_name(host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        log.warning(
+            "not listening on a local socket for %s:%d (%s): peers on this machine "
+            "reach this node over TCP",
+            host,
+            port,
+            e.strerror or e,
+        )
+        return None
+    return sock
+
+
+def dial(host: str, port: int) -> socket.socket | None:
+    """A connected, non-blocking socket to the node on *host*:*port* if it listens
+    on this machine's name for it, else None (dial TCP)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        sock.connect(socket_name(host, port))
+    except OSError:  # no such name (ECONNREFUSED), or its backlog is full (EAGAIN)
+        sock.close()
+        return None
+    return sock
