@@ -284,7 +284,9 @@ class Process:
         """Block until a message arrives (True) or *timeout_at* passes (False)."""
         if self.attention is not None:
             await self.attend()
-        loop = asyncio.get_running_loop()
+        # (the task's loop: Python 3.11's get_running_loop makes a getpid syscall)
+        task = self.task
+        loop = task.get_loop() if task is not None else asyncio.get_running_loop()
         fut = loop.create_future()
         self.waiter = fut
         handle = None

@@ -23,6 +23,7 @@ it was replaced: the new process ends it.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 from .. import ProcessExitException, ProcessId, receive_all, remotable, say, send, send_many
@@ -67,6 +68,17 @@ class _Later:
                 to, Msgs(me, self.first, self.indices, self.values, recv_upto, books.my_approved)
             )
         self.indices, self.values = [], []
+
+
+def _hand_over_unsupported() -> None:
+    pass
+
+
+# The token is passed on: let its next holder run first. The kernel wakes a reader on
+# the CPU of the process that wrote to it (believing the writer is about to wait), so
+# without this the next hop would wait for our books; with it, our books wait for
+# a CPU instead (with 4 slaves on 2 cores: 15-25 % more messages a second).
+hand_over = getattr(os, "sched_yield", _hand_over_unsupported)
 
 
 def _ring_over(
@@ -166,11 +178,13 @@ async def _run(setup: Setup) -> None:
             ):
                 return
 
-            books.settle(run.alive, run.senders)
             if changed:
+                books.settle(run.alive, run.senders)
                 forward += [i for i in books.owed(run.senders) if i not in forward]
 
             if forward and run.phase is SEND:
+                # what we approved as of the last turn: this turn's approvals go with
+                # the next broadcast, so that this one leaves as soon as it can
                 approved = books.my_approved
                 recv_upto = list(books.recv_upto)
                 if len(forward) == 1:
@@ -179,6 +193,7 @@ async def _run(setup: Setup) -> None:
                     seq = books.generate(index, value)
                     one = Msg(index, value, me, seq, recv_upto, approved)
                     send_many(at_once, one)
+                    hand_over()
                     if left != me:  # (alone, we answer our own, through our mailbox)
                         books.take_msg(one)
                     if later:
@@ -190,14 +205,18 @@ async def _run(setup: Setup) -> None:
                         books.generate(index, value)
                     out = Msgs(me, first, forward, values, recv_upto, approved)
                     send_many(at_once, out)
+                    hand_over()
                     if left != me:
                         books.take_msgs(out)
                     if later:
                         held.add(first, forward, values)
+                books.settle(run.alive, run.senders)
                 if len(held.indices) >= BATCH:
                     held.flush(me, later, books)
                 sent_state = (tuple(books.recv_upto), books.my_approved)
-            elif (run.phase >= GRACE or me in run.passive) and others:
+                continue
+            books.settle(run.alive, run.senders)
+            if (run.phase >= GRACE or me in run.passive) and others:
                 held.flush(me, later, books)
                 state = (tuple(books.recv_upto), books.my_approved)
                 if state != sent_state:

@@ -64,6 +64,10 @@ class FrameDecoder:
         be raised in between).
         """
         buf = self._buf
+        if not buf and len(data) >= HEADER:  # the common case: one whole frame
+            size = int.from_bytes(data[:HEADER], "big")
+            if len(data) == HEADER + size and 0 < size <= self.max_frame:
+                return [bytes(data[HEADER:])]
         buf += data
         out: list[bytes] = []
         pos = 0
