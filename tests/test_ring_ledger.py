@@ -100,19 +100,16 @@ class Ring:
         books = me.books
         forward: list[int] = []
         changed = False
+        answered: Msg | Msgs | None = None  # from the left: answered, then taken (as ring/slave)
         if type(msg) in (Msg, Msgs):
             if msg.frm not in me.senders:
                 return
-            if type(msg) is Msg:
-                books.take_msg(msg)
-                indices = [msg.index]
+            indices = [msg.index] if type(msg) is Msg else msg.indices
+            if msg.frm == me.left():
+                forward = [i + books.tokens for i in indices if books.answers(msg.frm, i)]
+                answered = msg
             else:
-                books.take_msgs(msg)
-                indices = msg.indices
-            tokens = books.tokens
-            for index in indices:
-                if msg.frm == me.left() and index == books.top[(index - 1) % tokens]:
-                    forward.append(index + tokens)
+                take(books, msg)
         elif type(msg) is Ack:
             if msg.frm in me.alive:
                 books.take_confirms(msg.frm, msg.confirms, msg.approved)
@@ -136,11 +133,17 @@ class Ring:
                     self.send(to, j, part)
             changed = bool(gone)
             books.changed = True
-        books.settle(me.alive, me.senders)
+        sending = bool(forward) and not changed
+        if answered is not None and not sending:
+            take(books, answered)
         if changed:
+            books.settle(me.alive, me.senders)
             forward += [i for i in books.owed(me.senders) if i not in forward]
         if forward:
             self.generate(to, forward)
+        if answered is not None and sending:
+            take(books, answered)
+        books.settle(me.alive, me.senders)
         if self.grace or to in me.passive:
             self.ack(to)
 
@@ -182,6 +185,13 @@ class Ring:
 
     def busy(self) -> list[tuple[int, int]]:
         return [k for k, chan in self.chans.items() if chan]
+
+
+def take(books: Ledger, msg: Msg | Msgs) -> None:
+    if isinstance(msg, Msg):
+        books.take_msg(msg)
+    else:
+        books.take_msgs(msg)
 
 
 def run(

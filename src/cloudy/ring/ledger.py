@@ -111,6 +111,17 @@ class Ledger(Approvals):
             self.approved_from[frm] = msg.approved
             self.changed = True
 
+    def answers(self, frm: int, index: int) -> bool:
+        """Whether *index*, broadcast by *frm*, is the newest of its token (so the next
+        sender answers it); noted as such. The rest of it waits for `take_msg`, which
+        may then come after the answer is sent."""
+        c = (index - 1) % self.tokens
+        top = self.top[c]
+        if index > top:
+            self.top[c], self.top_from[c] = index, frm
+            return True
+        return index == top
+
     def take_msgs(self, msgs: Msgs) -> None:
         """Several broadcasts arrived in one `Msgs`."""
         frm, take = msgs.frm, self._take

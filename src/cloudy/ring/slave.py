@@ -81,6 +81,14 @@ def _hand_over_unsupported() -> None:
 hand_over = getattr(os, "sched_yield", _hand_over_unsupported)
 
 
+def _take(books: Ledger, msgs: list[Msg | Msgs]) -> None:
+    for msg in msgs:
+        if isinstance(msg, Msg):
+            books.take_msg(msg)
+        else:
+            books.take_msgs(msg)
+
+
 def _ring_over(
     peers: list[ProcessId], me: int, alive: set[int], senders: set[int]
 ) -> tuple[int, list[ProcessId], list[ProcessId], list[ProcessId]]:
@@ -122,57 +130,72 @@ async def _run(setup: Setup) -> None:
         while True:
             forward: list[int] = []  # the indices to broadcast, when this turn brings a reason
             changed = False  # whether the ring changed: the token may have died with it
+            # what our left neighbour sent: answered first, then taken into our books
+            answered: list[Msg | Msgs] = []
             for msg in await receive_all():
                 t = type(msg)
                 if t is Msg:
                     frm = msg.frm
                     if frm not in senders:
                         continue  # left out of the ring (it froze, say): what it says is void
-                    books.take_msg(msg)
-                    index = msg.index
-                    if frm == left and index == books.top[(index - 1) % tokens]:  # not answered
-                        forward.append(index + tokens)
+                    if frm == left:
+                        if books.answers(frm, msg.index):
+                            forward.append(msg.index + tokens)
+                        answered.append(msg)
+                    else:
+                        books.take_msg(msg)
                 elif t is Msgs:
                     frm = msg.frm
                     if frm not in senders:
                         continue
-                    books.take_msgs(msg)
-                    top = books.top
                     if frm == left:
                         for index in msg.indices:
-                            if index == top[(index - 1) % tokens]:
+                            if books.answers(frm, index):
                                 forward.append(index + tokens)
+                        answered.append(msg)
+                    else:
+                        books.take_msgs(msg)
                 elif t is Ack:
                     if msg.frm in run.alive:
                         books.take_confirms(msg.frm, msg.confirms, msg.approved)
                 elif t is Kick:
                     forward.append(msg.index + 1)
-                elif t in REPAIRS:
-                    if t is Relay:
-                        books.take_relay(msg)
-                        changed = True
-                    else:
-                        books.take_catch_up(msg)
-                        if t is CaughtUp:  # its sender counts us in now: tell it
-                            sent_state = ((), 0)
-                elif t is Members:
-                    held.flush(me, later, books)  # to whom we owed them
-                    _, joined, gone = run.members(msg)
-                    senders = run.senders
-                    left, at_once, later, others = _ring_over(run.peers, me, run.alive, run.senders)
-                    for d in sorted(gone):
-                        send_many(others, books.relay(d))
-                    for j in sorted(joined - {me}):
-                        say(f"position {j} rejoins: sending it what this slave knows")
-                        for part in books.catch_up():
-                            send(run.peers[j], part)
-                    changed = changed or bool(gone)
-                    books.changed = True
                 else:
-                    run.control(msg)
-                    if run.ended:
-                        return
+                    if answered:  # what follows reads or shows our books: take them first
+                        _take(books, answered)
+                        answered = []
+                    if t in REPAIRS:
+                        if t is Relay:
+                            books.take_relay(msg)
+                            changed = True
+                        else:
+                            books.take_catch_up(msg)
+                            if t is CaughtUp:  # its sender counts us in now: tell it
+                                sent_state = ((), 0)
+                    elif t is Members:
+                        held.flush(me, later, books)  # to whom we owed them
+                        _, joined, gone = run.members(msg)
+                        senders = run.senders
+                        left, at_once, later, others = _ring_over(
+                            run.peers, me, run.alive, run.senders
+                        )
+                        for d in sorted(gone):
+                            send_many(others, books.relay(d))
+                        for j in sorted(joined - {me}):
+                            say(f"position {j} rejoins: sending it what this slave knows")
+                            for part in books.catch_up():
+                                send(run.peers[j], part)
+                        changed = changed or bool(gone)
+                        books.changed = True
+                    else:
+                        run.control(msg)
+                        if run.ended:
+                            return
 
+            sending = bool(forward) and run.phase is SEND and not changed
+            if answered and not sending:
+                _take(books, answered)
+                answered = []
             if (books.lost_after or run.agreement.decided is not None) and await run.end_of_batch(
                 total
             ):
@@ -210,6 +233,8 @@ async def _run(setup: Setup) -> None:
                         books.take_msgs(out)
                     if later:
                         held.add(first, forward, values)
+                if answered:
+                    _take(books, answered)
                 books.settle(run.alive, run.senders)
                 if len(held.indices) >= BATCH:
                     held.flush(me, later, books)
