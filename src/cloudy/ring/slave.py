@@ -216,8 +216,8 @@ async def _run(setup: Setup) -> None:
                     seq = books.generate(index, value)
                     one = Msg(index, value, me, seq, recv_upto, approved)
                     send_many(at_once, one)
-                    hand_over()
                     if left != me:  # (alone, we answer our own, through our mailbox)
+                        hand_over()
                         books.take_msg(one)
                     if later:
                         held.add(seq, [index], [value])
@@ -228,8 +228,8 @@ async def _run(setup: Setup) -> None:
                         books.generate(index, value)
                     out = Msgs(me, first, forward, values, recv_upto, approved)
                     send_many(at_once, out)
-                    hand_over()
                     if left != me:
+                        hand_over()
                         books.take_msgs(out)
                     if later:
                         held.add(first, forward, values)
