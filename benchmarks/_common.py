@@ -110,3 +110,13 @@ def stderr_tail(stderr: str, lines: int = 15) -> str:
     if not tail:
         return "  (it wrote nothing on stderr)"
     return "\n".join(f"  | {line}" for line in tail)
+
+
+LINKS = ("tcp", "unix")
+
+
+def use_link(link: str) -> str:
+    """Have this process's nodes, and the children it starts, link over *link*: ``tcp``
+    (like the floor) or ``unix`` (cloudy's default between nodes on one machine)."""
+    os.environ["CLOUDY_LOCAL_SOCKETS"] = "1" if link == "unix" else "0"
+    return link

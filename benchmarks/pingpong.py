@@ -1,6 +1,8 @@
 """20,000 sequential round trips between processes on two nodes (two OS processes).
 
-Run: ``.venv/bin/python benchmarks/pingpong.py [--count N]``. The same round trips
+Run: ``.venv/bin/python benchmarks/pingpong.py [--count N] [--link tcp|unix]``
+(cloudy's link: TCP by default, as the floor's; ``unix`` measures the Unix socket
+that nodes on one machine use unless told otherwise). The same round trips
 also go over the bare floor (`_floor.py`). The last line prints cloudy's and the
 floor's median and p99 in µs and the ratio of the medians (cloudy / floor).
 """
@@ -12,7 +14,7 @@ import asyncio
 import statistics
 import time
 
-from _common import loop_name, run, serve_node, start_child, stop_child
+from _common import LINKS, loop_name, run, serve_node, start_child, stop_child, use_link
 from _floor import FrameProtocol, serve
 
 from cloudy import (
@@ -107,7 +109,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--serve", choices=["cloudy", "floor"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--link", choices=LINKS, default="tcp", help="cloudy's link (the floor's is TCP)"
+    )
     args = parser.parse_args()
+    use_link(args.link)
     if args.serve:
         run(serve_cloudy() if args.serve == "cloudy" else serve_floor())
         return
@@ -123,7 +129,7 @@ def main() -> None:
     (c_med, c_p99), (f_med, f_p99) = summary(cloudy), summary(floor)
     print(
         f"pingpong ({args.count:,} round trips, {loop_name()}): "
-        f"cloudy median {c_med:.0f} µs p99 {c_p99:.0f} µs  "
+        f"cloudy over {args.link} median {c_med:.0f} µs p99 {c_p99:.0f} µs  "
         f"floor median {f_med:.0f} µs p99 {f_p99:.0f} µs  ratio {c_med / f_med:.2f}"
     )
 

@@ -1,6 +1,8 @@
 """Stream 500,000 small messages to a process on a node in another OS process.
 
-Run: ``.venv/bin/python benchmarks/stream.py [--count N]``. The same traffic also
+Run: ``.venv/bin/python benchmarks/stream.py [--count N] [--link tcp|unix]``
+(cloudy's link: TCP by default, as the floor's; ``unix``: the Unix socket nodes on
+one machine use unless told otherwise). The same traffic also
 goes over the bare floor (`_floor.py`: one asyncio connection, length-prefixed
 msgspec frames, coalesced writes). The last line prints both rates and the ratio
 cloudy / floor; Erlang's distribution reaches about 0.12 of the floor here.
@@ -14,7 +16,7 @@ import sys
 import time
 
 import msgspec
-from _common import loop_name, run, serve_node, start_child, stop_child
+from _common import LINKS, loop_name, run, serve_node, start_child, stop_child, use_link
 from _floor import FrameProtocol, decoder, encoder, serve
 
 import cloudy
@@ -144,14 +146,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=500_000)
     parser.add_argument("--serve", choices=["cloudy", "floor"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--link", choices=LINKS, default="tcp", help="cloudy's link (the floor's is TCP)"
+    )
     args = parser.parse_args()
+    use_link(args.link)
     if args.serve:
         run(serve_cloudy() if args.serve == "cloudy" else serve_floor())
         return
     c = measure("cloudy", args.count)
     f = measure("floor", args.count)
     print(
-        f"stream ({args.count:,} messages, {loop_name()}): cloudy {c / 1e6:.2f}M msg/s  "
+        f"stream ({args.count:,} messages, {loop_name()}): "
+        f"cloudy over {args.link} {c / 1e6:.2f}M msg/s  "
         f"floor {f / 1e6:.2f}M msg/s  ratio {c / f:.2f}",
         file=sys.stdout,
     )
