@@ -126,6 +126,8 @@ async def _run(setup: Setup) -> None:
     run.ready("ring")
     senders = run.senders  # (a local: read for every message)
     sent_state: tuple[tuple[int, ...], int] = ((), 0)
+    # values worked out while a token was away, for when it is back (m is never 0.0)
+    coming: dict[int, float] = {}
     try:
         while True:
             forward: list[int] = []  # the indices to broadcast, when this turn brings a reason
@@ -187,6 +189,7 @@ async def _run(setup: Setup) -> None:
                                 send(run.peers[j], part)
                         changed = changed or bool(gone)
                         books.changed = True
+                        coming.clear()  # the laps change with the ring
                     else:
                         run.control(msg)
                         if run.ended:
@@ -212,7 +215,7 @@ async def _run(setup: Setup) -> None:
                 recv_upto = list(books.recv_upto)
                 if len(forward) == 1:
                     index = forward[0]
-                    value = m(seed, index)
+                    value = coming.pop(index, 0.0) or m(seed, index)
                     seq = books.generate(index, value)
                     one = Msg(index, value, me, seq, recv_upto, approved)
                     send_many(at_once, one)
@@ -222,7 +225,7 @@ async def _run(setup: Setup) -> None:
                     if later:
                         held.add(seq, [index], [value])
                 else:  # several tokens at once: one frame, so they travel on together
-                    values = [m(seed, index) for index in forward]
+                    values = [coming.pop(i, 0.0) or m(seed, i) for i in forward]
                     first = books.sent + 1
                     for index, value in zip(forward, values, strict=True):
                         books.generate(index, value)
@@ -235,6 +238,12 @@ async def _run(setup: Setup) -> None:
                         held.add(first, forward, values)
                 if answered:
                     _take(books, answered)
+                if left != me:  # our next numbers, once the tokens are round the ring
+                    if len(coming) > 2 * tokens:
+                        coming.clear()  # (laps that did not come round: the ring changed)
+                    lap = len(senders) * tokens
+                    for index in forward:
+                        coming[index + lap] = m(seed, index + lap)
                 books.settle(run.alive, run.senders)
                 if len(held.indices) >= BATCH:
                     held.flush(me, later, books)
