@@ -319,7 +319,8 @@ def test_a_refused_connection_is_logged_with_who_and_why(
     )
     ours = next(x for x in asked.stderr.splitlines() if x.startswith("refusing"))
     assert ours == (
-        f"refusing 127.0.0.1:{port} (we dialled nid://127.0.0.1:{port}:0): "
+        f"refusing 127.0.0.1:{port} over a local socket "
+        f"(we dialled nid://127.0.0.1:{port}:0): "
         "authentication failed: the peer does not share our cookie"
     )
     slave.terminate()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,7 +76,7 @@ async def test_a_name_held_by_another_process_leaves_the_node_reachable_over_tcp
         if squatter == "closes":
             taken.setblocking(False)
         with NodeProcess("remote_funcs", cookie=COOKIE, port=port) as node:
-            assert "not listening on a local socket" in node.log()
+            assert "not listening on the local socket" in node.log()
 
             async def accept_and_close() -> None:
                 loop = asyncio.get_running_loop()
@@ -94,3 +95,46 @@ async def test_a_name_held_by_another_process_leaves_the_node_reachable_over_tcp
         assert (total, here, there) == (5, ["tcp"], ["tcp"])
     finally:
         taken.close()
+
+
+SQUAT = """
+import socket, sys
+held = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+held.bind(sys.argv[1].replace("@", chr(0), 1))
+held.listen(8)
+print("ready", flush=True)
+sys.stdin.read()  # hold the name until our stdin closes
+"""
+
+
+def squat_as_nobody(name: str) -> subprocess.Popen[str]:
+    """A process of user nobody holding the abstract socket *name* (``@`` for the NUL)."""
+    return subprocess.Popen(
+        ["/usr/bin/python3", "-c", SQUAT, name],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        user=65534,
+        group=65534,
+    )
+
+
+async def test_a_name_held_by_another_user_is_not_dialled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run the squatter as another user")
+    port = free_port()
+    # another user's process holds the name: it could refuse us in the node's place,
+    # or relay our handshake to the node and read what follows
+    squatter = squat_as_nobody(f"@cloudy/127.0.0.1:{port}")
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline().strip() == "ready"
+        with NodeProcess("remote_funcs", cookie=COOKIE, port=port) as node:
+            assert "not listening on the local socket" in node.log()
+            assert await talk(node.node_id) == (5, ["tcp"], ["tcp"])
+        said = [r.getMessage() for r in caplog.records]
+        assert any("held by another user (uid 65534): dialling TCP" in x for x in said), said
+    finally:
+        squatter.kill()
+        squatter.wait()

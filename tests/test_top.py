@@ -370,13 +370,16 @@ def test_top_on_a_terminal_shows_every_node_and_the_rings_processes() -> None:
         argv += ["--node", f"{first_slave.host}:{first_slave.port}", "--interval", "0.5"]
         with terminal(argv, env) as term:
             ids = [f"{n.host}:{n.port}" for n in nodes]
-            # an id on the screen may be only a peer of a node in the table: count the rows
+            # an id on the screen may be only a peer of a node in the table: count the
+            # rows; and a screen read mid-redraw may lack any part: wait for one whole
             term.wait_for(
-                lambda s: "3 nodes" in s and all(i in s for i in ids) and "cloudy.ring" in s
+                lambda s: (
+                    "3 nodes" in s
+                    and all(i in s for i in ids)
+                    and f"processes of {first_slave}" in s
+                    and "cloudy.ring" in s
+                )
             )
-            text = term.wait_for(lambda s: "cloudy.ring" in s)
-            assert f"processes of {first_slave}" in text
-            assert "3 nodes" in text
             term.child.send("n")  # the next node, in the order of the table
             term.wait_for(lambda s: f"processes of {after}" in s)
             term.child.send("q")

@@ -159,6 +159,9 @@ async def _run(setup: Setup) -> None:
                         books.take_msgs(msg)
                 elif t is Ack:
                     if msg.frm in run.alive:
+                        if answered and msg.frm == left:  # its older confirmations first
+                            _take(books, answered)
+                            answered = []
                         books.take_confirms(msg.frm, msg.confirms, msg.approved)
                 elif t is Kick:
                     forward.append(msg.index + 1)
@@ -196,7 +199,7 @@ async def _run(setup: Setup) -> None:
                             return
 
             sending = bool(forward) and run.phase is SEND and not changed
-            if answered and not sending:
+            if answered and (not sending or run.agreement.decided is not None):
                 _take(books, answered)
                 answered = []
             if (books.lost_after or run.agreement.decided is not None) and await run.end_of_batch(

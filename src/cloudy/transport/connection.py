@@ -161,7 +161,9 @@ class Connection(asyncio.Protocol):
             self.peer_host = LOCAL
             dialled = self.dialled
             self.peer_address = (
-                f"{dialled.host}:{dialled.port}" if dialled else "a process on this machine"
+                f"{dialled.host}:{dialled.port} over a local socket"
+                if dialled
+                else "a process on this machine"
             )
         elif peername:
             self.peer_host = str(peername[0])

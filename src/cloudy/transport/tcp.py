@@ -199,7 +199,9 @@ class Transport:
             sock = unix.bind(host, bound, listen_backlog())
             if sock is not None:
                 self._local_server = await loop.create_unix_server(
-                    lambda: Connection(self, initiator=False, dialled=None), sock=sock
+                    lambda: Connection(self, initiator=False, dialled=None),
+                    sock=sock,
+                    backlog=listen_backlog(),
                 )
         return bound
 
@@ -222,8 +224,10 @@ class Transport:
         sock = self._dial_local(node)
         if sock is not None:
             try:
-                half = deadline - self.connect_timeout / 2
-                return await self._open(node, half, loop.create_unix_connection, sock=sock)
+                half = self.connect_timeout / 2
+                return await self._open(
+                    node, deadline - half, half, loop.create_unix_connection, sock=sock
+                )
             except ConnectionRefusedByPeer:
                 raise  # it answered, and would not have us: so would TCP
             except NodeUnreachable as e:
@@ -231,6 +235,7 @@ class Transport:
         return await self._open(
             node,
             deadline,
+            self.connect_timeout,
             loop.create_connection,
             host=node.host,
             port=node.port,
@@ -239,10 +244,15 @@ class Transport:
         )
 
     async def _open(
-        self, node: NodeId, deadline: float, opener: Callable[..., Awaitable[Any]], **how: Any
+        self,
+        node: NodeId,
+        deadline: float,
+        budget: float,
+        opener: Callable[..., Awaitable[Any]],
+        **how: Any,
     ) -> Connection:
         """Open a connection to *node* with *opener* (given *how*) and wait, until
-        *deadline*, for its handshake."""
+        *deadline* (*budget* seconds after the dial began), for its handshake."""
         conn: Connection | None = None
 
         def factory() -> Connection:
@@ -258,7 +268,7 @@ class Transport:
         except TimeoutError:
             if conn is not None:
                 conn.abort("connect timeout")
-            raise unreachable(node, f"no answer within {self.connect_timeout}s") from None
+            raise unreachable(node, f"no answer within {budget:g}s") from None
         except NodeUnreachable:
             raise
         except (OSError, _ssl.SSLError) as e:
