@@ -57,10 +57,10 @@ def wait_listening(port: int, timeout: float = 20.0) -> None:
 
 def test_the_minimal_example_prints_the_four_slaves_and_they_exit_by_themselves() -> None:
     env = dict(os.environ, CLOUDY_COOKIE=unique_cookie("minimal"))
-    ports = [free_port() for _ in range(5)]
+    ports = [free_port() for _ in range(4)]
     example = str(ROOT / "examples" / "minimal.py")
     with ended_by_pid() as started:
-        for port in ports[:4]:
+        for port in ports:
             started.append(
                 subprocess.Popen(
                     [sys.executable, example, "slave", "127.0.0.1", str(port)],
@@ -70,23 +70,36 @@ def test_the_minimal_example_prints_the_four_slaves_and_they_exit_by_themselves(
                     text=True,
                 )
             )
-        for port in ports[:4]:
+        for port in ports:
             wait_listening(port)
+        # the master on a port the system picks: one picked free beforehand may be taken
+        # by another test's connection by now
         master = subprocess.run(
-            [sys.executable, example, "master", "127.0.0.1", str(ports[4])],
+            [sys.executable, example, "master", "127.0.0.1", "0"],
             env=env,
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert master.returncode == 0, master.stderr
-        expected = sorted(f"nid://127.0.0.1:{p}:0" for p in ports[:4])
+        expected = sorted(f"nid://127.0.0.1:{p}:0" for p in ports)
         (line,) = master.stdout.splitlines()
         found = re.fullmatch(r"Slaves: \[(.*)\]", line)
         assert found is not None, line
         assert sorted(found.group(1).split(", ")) == expected
         for slave in started:  # each ends by itself, soon
             assert slave.wait(timeout=5) == 0
+
+
+def test_free_ports_come_from_below_the_ports_of_outgoing_connections() -> None:
+    # (a port from that range may go to some connection before the node binds it)
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        ports = {free_port(kind) for _ in range(20)}
+        assert all(low // 2 <= port < low for port in ports), ports
+        for port in ports:  # and free: each can be bound
+            with socket.socket(socket.AF_INET, kind) as s:
+                s.bind(("127.0.0.1", port))
 
 
 # --- discovery in one process -------------------------------------------------------------
