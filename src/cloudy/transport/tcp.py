@@ -196,7 +196,7 @@ class Transport:
         sockets = self._server.sockets
         bound = int(sockets[0].getsockname()[1]) if sockets else port
         if self._local_sockets and self._ssl_server is None:
-            sock = unix.bind(host, bound, listen_backlog())
+            sock = unix.bind(host, bound)
             if sock is not None:
                 self._local_server = await loop.create_unix_server(
                     lambda: Connection(self, initiator=False, dialled=None),

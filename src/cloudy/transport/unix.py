@@ -54,13 +54,12 @@ def socket_name(host: str, port: int) -> str:
     return f"\0cloudy/{host}:{port}"
 
 
-def bind(host: str, port: int, backlog: int) -> socket.socket | None:
-    """A listening, non-blocking socket for the node on *host*:*port*, or None (said
-    in a log line) when the name is taken."""
+def bind(host: str, port: int) -> socket.socket | None:
+    """A non-blocking socket bound to the name of the node on *host*:*port* (the
+    server made on it listens), or None (said in a log line) when the name is taken."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(socket_name(host, port))
-        sock.listen(backlog)
         sock.setblocking(False)
     except OSError as e:
         sock.close()
