@@ -109,7 +109,7 @@ class Ring:
                 forward = [i + books.tokens for i in indices if books.answers(msg.frm, i)]
                 answered = msg
             else:
-                take(books, msg)
+                books.take_broadcasts([msg])
         elif type(msg) is Ack:
             if msg.frm in me.alive:
                 books.take_confirms(msg.frm, msg.confirms, msg.approved)
@@ -135,14 +135,14 @@ class Ring:
             books.changed = True
         sending = bool(forward) and not changed
         if answered is not None and not sending:
-            take(books, answered)
+            books.take_broadcasts([answered])
         if changed:
             books.settle(me.alive, me.senders)
             forward += [i for i in books.owed(me.senders) if i not in forward]
         if forward:
             self.generate(to, forward)
         if answered is not None and sending:
-            take(books, answered)
+            books.take_broadcasts([answered])
         books.settle(me.alive, me.senders)
         if self.grace or to in me.passive:
             self.ack(to)
@@ -185,13 +185,6 @@ class Ring:
 
     def busy(self) -> list[tuple[int, int]]:
         return [k for k, chan in self.chans.items() if chan]
-
-
-def take(books: Ledger, msg: Msg | Msgs) -> None:
-    if isinstance(msg, Msg):
-        books.take_msg(msg)
-    else:
-        books.take_msgs(msg)
 
 
 def run(

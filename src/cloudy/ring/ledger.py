@@ -122,6 +122,14 @@ class Ledger(Approvals):
             return True
         return index == top
 
+    def take_broadcasts(self, broadcasts: list[Msg | Msgs]) -> None:
+        """`take_msg` or `take_msgs` each of *broadcasts*, in order."""
+        for b in broadcasts:
+            if isinstance(b, Msg):
+                self.take_msg(b)
+            else:
+                self.take_msgs(b)
+
     def take_msgs(self, msgs: Msgs) -> None:
         """Several broadcasts arrived in one `Msgs`."""
         frm, take = msgs.frm, self._take

@@ -81,14 +81,6 @@ def _hand_over_unsupported() -> None:
 hand_over = getattr(os, "sched_yield", _hand_over_unsupported)
 
 
-def _take(books: Ledger, msgs: list[Msg | Msgs]) -> None:
-    for msg in msgs:
-        if isinstance(msg, Msg):
-            books.take_msg(msg)
-        else:
-            books.take_msgs(msg)
-
-
 def _ring_over(
     peers: list[ProcessId], me: int, alive: set[int], senders: set[int]
 ) -> tuple[int, list[ProcessId], list[ProcessId], list[ProcessId]]:
@@ -160,14 +152,14 @@ async def _run(setup: Setup) -> None:
                 elif t is Ack:
                     if msg.frm in run.alive:
                         if answered and msg.frm == left:  # its older confirmations first
-                            _take(books, answered)
+                            books.take_broadcasts(answered)
                             answered = []
                         books.take_confirms(msg.frm, msg.confirms, msg.approved)
                 elif t is Kick:
                     forward.append(msg.index + 1)
                 else:
                     if answered:  # what follows reads or shows our books: take them first
-                        _take(books, answered)
+                        books.take_broadcasts(answered)
                         answered = []
                     if t in REPAIRS:
                         if t is Relay:
@@ -200,7 +192,7 @@ async def _run(setup: Setup) -> None:
 
             sending = bool(forward) and run.phase is SEND and not changed
             if answered and (not sending or run.agreement.decided is not None):
-                _take(books, answered)
+                books.take_broadcasts(answered)
                 answered = []
             if (books.lost_after or run.agreement.decided is not None) and await run.end_of_batch(
                 total
@@ -240,7 +232,7 @@ async def _run(setup: Setup) -> None:
                     if later:
                         held.add(first, forward, values)
                 if answered:
-                    _take(books, answered)
+                    books.take_broadcasts(answered)
                 if left != me:  # our next numbers, once the tokens are round the ring
                     if len(coming) > 2 * tokens:
                         coming.clear()  # (laps that did not come round: the ring changed)
