@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from cloudy.aio import free_port
 
@@ -62,10 +63,10 @@ def own_discovery_port() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def ended_by_pid() -> Iterator[list[subprocess.Popen[str]]]:
+def ended_by_pid() -> Iterator[list[subprocess.Popen[Any]]]:
     """A list to put the processes a test starts in; each is killed by its PID
     afterwards (if still running) and reaped, whatever happened."""
-    started: list[subprocess.Popen[str]] = []
+    started: list[subprocess.Popen[Any]] = []
     try:
         yield started
     finally:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import pexpect
 import pyte
 import pytest
-from procs import as_on_a_terminal
+from procs import as_on_a_terminal, ended_by_pid
 from rich.console import Console, RenderableType
 from top_funcs import LEFT_IN_MAILBOX, PARKED, TICKER
 
@@ -339,9 +339,8 @@ def ring(slaves: int, discovery: int, env: dict[str, str]) -> Iterator[list[Node
     """*slaves* ``cloudy slave`` processes and a ``cloudy master`` running a long send
     period over them; the nodes, the master's last. All ended by PID on leaving."""
     nodes = [NodeId("127.0.0.1", free_port()) for _ in range(slaves + 1)]
-    procs: list[subprocess.Popen[bytes]] = []
     where = ("--discovery-port", str(discovery))
-    try:
+    with ended_by_pid() as procs:
         for node in nodes[:-1]:
             command = [*CLOUDY, "slave", node.host, str(node.port), *where]
             procs.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
@@ -352,11 +351,6 @@ def ring(slaves: int, discovery: int, env: dict[str, str]) -> Iterator[list[Node
             subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         )
         yield nodes
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
 
 
 def test_top_on_a_terminal_shows_every_node_and_the_rings_processes() -> None:
