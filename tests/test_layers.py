@@ -16,7 +16,7 @@ MAX_LINES = 400
 
 # Bottom to top; "x.*" means the package x and everything under it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("cloudy.identity", "cloudy.cookie", "cloudy.aio"),
+    ("cloudy.identity", "cloudy.cookie", "cloudy.aio", "cloudy.clock"),
     # errors name the reason a linked process died (a message), so they sit with messages
     ("cloudy.errors", "cloudy.message", "cloudy.messages", "cloudy.closure"),
     ("cloudy.wire.*",),
@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "cloudy.backend.*",
         "cloudy.ring.*",
-        "cloudy.testing",
+        "cloudy.testing.*",
         "cloudy.supervisor_spec",
         "cloudy.supervisor",
     ),
@@ -63,6 +63,7 @@ RESTRICTED += ("cloudy.heart", "cloudy.cli_args", "cloudy.supervisor", "cloudy.s
 RESTRICTED += ("cloudy.faults", "cloudy.plot", "cloudy.cli_help", "cloudy.cli_errors")
 RESTRICTED += ("cloudy.cli_verify", "cloudy.top", "cloudy.top_view", "cloudy.top_args")
 PUBLIC: tuple[str, ...] = ("cloudy.aio", "cloudy.errors", "cloudy.identity", "cloudy.cookie")
+PUBLIC += ("cloudy.clock",)
 PUBLIC += ("cloudy.transport.discovery", "cloudy.wire.discovery", "cloudy.local")
 PUBLIC += ("cloudy.backend.*", "cloudy.ring.*", "cloudy.heart", "cloudy.cli_args")
 PUBLIC += ("cloudy.supervisor_spec", "cloudy.supervisor", "cloudy.faults", "cloudy.plot")

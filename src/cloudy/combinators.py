@@ -10,7 +10,6 @@ They use only the public API: each is what a user could write, written once.
 from __future__ import annotations
 
 import inspect
-import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
@@ -57,7 +56,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_refs = itertools.count(1)
 
 
 async def call_local(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -114,7 +112,7 @@ class DidSpawn(Message):
 def spawn_async(node: NodeId, clo: Closure) -> SpawnRef:
     """Start *clo* on *node* without waiting: a `DidSpawn` with the returned ref
     arrives in the caller's mailbox (Cloud Haskell's ``spawnAsync``)."""
-    ref, caller = SpawnRef(next(_refs)), get_self_pid()
+    ref, caller = SpawnRef(current_node().next_number()), get_self_pid()
 
     async def spawner() -> None:
         try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,6 +25,7 @@ from .. import (
     NodeMonitorNotification,
     RemoteTable,
     WhereIsReply,
+    clock,
     match,
     match_if,
     monitor_node,
@@ -199,7 +199,7 @@ class Backend:
         """
         node = await self.new_local_node()
         # every check ends by then: a peer not reached by the deadline is left out
-        deadline = time.monotonic() + timeout + REACH_GRACE
+        deadline = clock.now() + timeout + REACH_GRACE
         checks: dict[NodeId, asyncio.Task[WhereIsReply | None]] = {}
         try:
             async with asyncio.TaskGroup() as group:
@@ -265,7 +265,7 @@ async def whereis_on(
     node: LocalNode, peer: NodeId, name: str, deadline: float
 ) -> WhereIsReply | None:
     """*peer*'s answer about *name*, or None if it is not reached (with our cookie) by
-    *deadline* (a `time.monotonic` time). One process per peer: an answer "not here"
+    *deadline* (a `cloudy.clock.now` time). One process per peer: an answer "not here"
     does not name its node."""
     if peer == node.node_id:
         return WhereIsReply(name, node.whereis(name))
@@ -274,7 +274,7 @@ async def whereis_on(
         ref = monitor_node(peer)
         whereis_remote_async(peer, name)
         answer = await receive_timeout(
-            max(deadline - time.monotonic(), 0.0),
+            max(deadline - clock.now(), 0.0),
             match(WhereIsReply, _same_reply),
             match_if(NodeMonitorNotification, lambda m: m.ref == ref, _no_reply),
         )

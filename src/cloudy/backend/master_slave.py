@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -26,6 +25,7 @@ from .. import (
     NodeMonitorNotification,
     ProcessId,
     ProcessMonitorNotification,
+    clock,
     get_self_node,
     get_self_pid,
     match,
@@ -197,7 +197,7 @@ async def find_slaves(
     """
     peers = await backend.find_peers(timeout)
     node = backend.node
-    deadline = time.monotonic() + node.connect_timeout
+    deadline = clock.now() + node.connect_timeout
     answers = await asyncio.gather(
         *(whereis_on(node, peer, SLAVE_CONTROLLER, deadline) for peer in peers)
     )
@@ -295,7 +295,7 @@ async def run_master(
     """
 
     async def master() -> Any:
-        deadline = time.monotonic() + within
+        deadline = clock.now() + within
         while True:
             if on_wait is not None:
                 on_wait()
@@ -304,7 +304,7 @@ async def run_master(
                 on_found(len(found))
             if slaves is None or len(found) >= slaves:
                 break
-            if time.monotonic() >= deadline:
+            if clock.now() >= deadline:
                 raise CloudyError(
                     f"found {len(found)} of {slaves} slaves within {within:g} s\n"
                     + _nothing_found(backend)

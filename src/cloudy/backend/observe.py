@@ -10,7 +10,6 @@ question is a `call` answered by the node concerned (`get_node_stats`,
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,6 +19,7 @@ from .. import (
     NodeId,
     NodeStats,
     ProcessSummary,
+    clock,
     get_node_stats,
     get_process_infos,
 )
@@ -38,7 +38,7 @@ T = TypeVar("T")
 class Sample:
     """What the nodes said at one moment.
 
-    *at*: when (`time.monotonic`); *me*: the observing node itself; *nodes*: each
+    *at*: when (`cloudy.clock.now`); *me*: the observing node itself; *nodes*: each
     node's stats, or why there are none (a line for the user); *selected*: the node
     whose *processes* were asked for (its process list, ordered by pid, or why there
     is none; None if no node was selected).
@@ -94,7 +94,7 @@ class Observer:
                 stats = await every
             else:
                 stats, processes = await asyncio.gather(every, _answer(get_process_infos(selected)))
-            at = time.monotonic()
+            at = clock.now()
             return Sample(at, self.me, dict(zip(nodes, stats, strict=True)), selected, processes)
 
         sample: Sample = await self.backend.node.run_process(ask)

@@ -160,7 +160,7 @@ class LocalNode(Router):
             local_sockets=local_sockets,
         )
         self._want_logger = logger
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: dict[asyncio.Task[Any], None] = {}  # (in the order they started)
         self._transport: Transport | None = None
         self._closing = False
         table = ProcessTable(self.node_id)
@@ -268,8 +268,8 @@ class LocalNode(Router):
         """Run *coro* as a background task of this node, cancelled by `close`."""
         task = asyncio.ensure_future(coro)
         task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = None
+        task.add_done_callback(lambda t: self._tasks.pop(t, None))
         return task
 
     # --- processes --------------------------------------------------------------------

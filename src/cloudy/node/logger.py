@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
+from .. import clock
 from ..messages import LogMessage
 from .receive import receive_all
 
@@ -24,5 +25,5 @@ async def logger_loop() -> None:
 
 def log_time() -> str:
     """The timestamp `say` puts on a line."""
-    now = time.time()
+    now = clock.wall()
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"

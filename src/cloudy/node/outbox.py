@@ -63,7 +63,7 @@ class Peer:
     def __init__(self, node: NodeId) -> None:
         self.node = node
         self.sender: Connection | None = None
-        self.conns: set[Connection] = set()
+        self.conns: dict[Connection, None] = {}  # (a dict: in the order they came)
         self.dialling: asyncio.Task[None] | None = None
         self.out: list[P.Item] = []
         self.scheduled = False
@@ -211,7 +211,7 @@ class Outbox:
             self._adopt(peer, conn)
 
     def _adopt(self, peer: Peer, conn: Connection) -> None:
-        peer.conns.add(conn)
+        peer.conns[conn] = None
         if peer.sender is None:
             peer.sender = conn
             if peer.out and not peer.scheduled:
@@ -236,7 +236,7 @@ class Outbox:
             return
         if self.transport is not None and not self.closing:
             self.transport.traffic.connection_losses += 1
-        for other in peer.conns - {conn}:
+        for other in [c for c in peer.conns if c is not conn]:
             other.close(f"sibling connection lost: {reason}")
         self._peer_lost(node, NodeUnreachable(node, reason))
 

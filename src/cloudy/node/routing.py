@@ -172,6 +172,10 @@ class Router:
             return None
         return self._outbox.enqueue(node, P.NSend(name, to_wire(msg)))
 
+    def next_number(self) -> int:
+        """A number unique on this node (refs, channels, requests and spawns share it)."""
+        return self._table.next_number()
+
     def new_port(self, proc: Process) -> tuple[SendPort, ReceivePortState]:
         """A new typed channel owned by *proc*."""
         if proc.ports is None:

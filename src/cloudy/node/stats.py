@@ -12,8 +12,7 @@ counts (see ``cloudy.transport.traffic``).
 
 from __future__ import annotations
 
-import time
-
+from .. import clock
 from ..identity import NodeId
 from ..messages import NodeStats, PeerStats, ProcessInfo, ProcessSummary
 from ..metrics import Snapshot
@@ -83,7 +82,7 @@ class Stats:
         counts = (self._table.node_id, len(self._table), len(self._registry), monitors, links)
         if transport is None:
             return NodeStats(*counts)
-        now = time.monotonic()
+        now = clock.now()
         traffic = transport.traffic
         live = transport.connections()
         peers = [_peer(conn, now, transport) for conn in live]

@@ -22,7 +22,6 @@ time, the phases and the slaves lost and rejoined, in seconds since the run bega
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
@@ -32,6 +31,7 @@ from .. import (
     NodeId,
     ProcessId,
     ProcessMonitorNotification,
+    clock,
     get_self_pid,
     match,
     match_any,
@@ -133,7 +133,7 @@ async def run_experiment(
         raise ExperimentError("no slaves to run the experiment on")
     model = get_model(params.model)
     nodes = sorted(slaves, key=lambda n: (n.host, n.port))
-    started = time.monotonic()  # the run's clock
+    started = clock.now()  # the run's clock
     progress("START", 0.0, 0)
     sup, ring = await _start_ring(model, nodes, get_self_pid())
     try:
@@ -169,13 +169,13 @@ async def _run(
 
     await _phase(ring, PhaseName.SEND, monitors)
     monitors.rejoining = True
-    started = time.monotonic()
+    started = clock.now()
     model.kickstart(ring, setup)
     seen = await _wait_out("SEND", started + params.send_for, monitors, progress, 0)
     grace = await _phase(ring, PhaseName.GRACE, monitors)
-    send_time = time.monotonic() - started
+    send_time = clock.now() - started
     generated = max(a.generated for a in grace)
-    until = time.monotonic() + params.wait_for
+    until = clock.now() + params.wait_for
     await _wait_out("GRACE", until, monitors, progress, max(seen, generated))
     monitors.rejoining = False
     stop = await _phase(ring, PhaseName.STOP, monitors)
@@ -206,7 +206,7 @@ async def _run(
         model=model.name,
         generated=generated,
         seen_at_stop=seen_at_stop,
-        master_cpu_s=time.process_time(),
+        master_cpu_s=clock.cpu(),
         lost=[str(nodes[pos]) for pos in sorted(monitors.lost)],
         rejoined=[str(nodes[pos]) for pos in sorted(monitors.passive)],
         events=monitors.events,
@@ -274,16 +274,16 @@ async def _collect(
     *finished*: a slave may end once it has sent its message (no failure then).
     """
     got: dict[int, P] = {}
-    deadline = time.monotonic() + STEP_TIMEOUT
+    deadline = clock.now() + STEP_TIMEOUT
     while not members.alive <= got.keys():
         msg = await receive_timeout(
-            deadline - time.monotonic(),
+            deadline - clock.now(),
             match(tp, _same),
             *MEMBERSHIP,
             match_any(_none),
         )
         if msg is None:
-            if time.monotonic() >= deadline:
+            if clock.now() >= deadline:
                 missing = len(members.alive - got.keys())
                 raise ExperimentError(
                     f"{missing} of {count} slaves did not answer "
@@ -310,13 +310,13 @@ async def _wait_out(
     Returns the highest message index a slave said it had seen.
     """
     while True:
-        now = time.monotonic()
+        now = clock.now()
         progress(phase, max(until - now, 0.0), seen)
         if now >= until:
             return seen
         send(members.probe(), Poll())
         tick = min(until, now + POLL_INTERVAL)
-        while (rest := tick - time.monotonic()) > 0:
+        while (rest := tick - clock.now()) > 0:
             msg = await receive_timeout(rest, *MEMBERSHIP, match(PollReply, _same))
             if msg is None:
                 break
@@ -328,8 +328,8 @@ async def _wait_out(
 
 async def _wait_for_late(members: Membership, seconds: float) -> None:
     """Give a new ring process of a lost slave a (late) `Setup` for *seconds*."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
+    deadline = clock.now() + seconds
+    while (left := deadline - clock.now()) > 0:
         msg = await receive_timeout(left, match(Hello, _same), match_any(_none))
         if isinstance(msg, Hello):
             members.hello(msg)

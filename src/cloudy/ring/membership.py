@@ -13,11 +13,9 @@ It keeps the run's clock (seconds since *started*): when each position's latest
 
 from __future__ import annotations
 
-import time
-
 import msgspec
 
-from .. import CloudyError, ProcessId, ProcessMonitorNotification, monitor, say, send
+from .. import CloudyError, ProcessId, ProcessMonitorNotification, clock, monitor, say, send
 from .protocol import Hello, Members, Phase, PhaseName, Ready, Setup
 from .timeline import Event
 
@@ -54,7 +52,7 @@ class Membership:
 
     def now(self) -> float:
         """Seconds since the run began."""
-        return round(time.monotonic() - self.started, 4)
+        return round(clock.now() - self.started, 4)
 
     def note(self, what: str, pos: int | None = None) -> None:
         """An `Event` now: a phase, or what happened to the slave at *pos*."""

@@ -12,9 +12,7 @@ here), the highest index it *generated* and the highest it has *seen*.
 from __future__ import annotations
 
 import asyncio
-import random
 import sys
-import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -22,6 +20,7 @@ from .. import (
     ProcessExitException,
     ProcessId,
     ProcessMonitorNotification,
+    clock,
     get_self_node,
     get_self_pid,
     match_any,
@@ -109,8 +108,8 @@ async def _keep_verdict(name: str, count: int, books: Books) -> None:
     """For `LINGER` seconds, answer late slaves: the cut (`Verdict`), and the values
     they lack (`Fetched`)."""
     register(name, get_self_pid())
-    deadline = time.monotonic() + LINGER
-    while (left := deadline - time.monotonic()) > 0:
+    deadline = clock.now() + LINGER
+    while (left := deadline - clock.now()) > 0:
         msg = await receive_timeout(left, match_any(lambda m: m))
         if isinstance(msg, Late):
             send(msg.pid, Verdict(count))
@@ -156,7 +155,7 @@ class SlaveRun:
         self.proposal: int | None = None  # what this slave offers as the cut
         self.masterless = False
         self.phase = PhaseName(setup.phase)
-        self.entered = {self.phase: time.monotonic()}
+        self.entered = {self.phase: clock.now()}
         self.stop_at = 0.0
         self.said = False  # whether it printed its result, or why it has none
         self.ended = False  # whether the run is over for this slave
@@ -170,7 +169,7 @@ class SlaveRun:
         monitor(self.master)
         if self.phase is STOP:  # came back too late to rejoin: finish late
             say(f"{model} position {self.me} of {self.n} is late: asking for the verdict")
-            self.proposal, self.stop_at = 0, time.monotonic()
+            self.proposal, self.stop_at = 0, clock.now()
             self._ask(Late(self.pid))
             self.wake(RETRY)
             return
@@ -204,7 +203,7 @@ class SlaveRun:
         if t is Phase:
             assert isinstance(msg, Phase)
             self.phase = PhaseName(msg.phase)
-            self.entered[self.phase] = time.monotonic()
+            self.entered[self.phase] = clock.now()
             ack = PhaseAck(self.me, self.phase, books.generated, books.prefix, books.seen)
             send(self.master, ack)
         elif t is Poll:
@@ -246,7 +245,7 @@ class SlaveRun:
         """Offer *count* as the cut (the master's, or our own prefix without it)."""
         if self.proposal is None:
             self.proposal = count
-            self.stop_at = time.monotonic()
+            self.stop_at = clock.now()
             voters = sorted(self.senders)  # the first live sender proposes at once
             rank = voters.index(self.me) if self.me in voters else len(voters)
             if rank == 0:
@@ -259,7 +258,7 @@ class SlaveRun:
         setup = self.setup
         if phase:  # no master: the next phase, on our own clock
             self.phase = PhaseName(phase)
-            self.entered[self.phase] = time.monotonic()
+            self.entered[self.phase] = clock.now()
             if self.phase is GRACE:
                 self.wake(setup.grace_us / 1e6, STOP)
             else:
@@ -269,14 +268,14 @@ class SlaveRun:
             self.wake(RETRY)
         elif self.agreement.decided is None and self.proposal is not None:
             self._ask(Late(self.pid))
-            if time.monotonic() - self.stop_at > DECIDE_TIMEOUT:
+            if clock.now() - self.stop_at > DECIDE_TIMEOUT:
                 self.no_result(
                     f"no majority of the {self.n} slaves answered within "
                     f"{DECIDE_TIMEOUT:g} s (cut off?)"
                 )
                 return
             self.vote(self.agreement.propose(self.proposal))
-            self.wake(RETRY * (1 + random.random()))
+            self.wake(RETRY * (1 + clock.chance().random()))
 
     def _ask(self, msg: Late | Fetch) -> None:
         """Ask every other slave's kept verdict (they may have finished, and we were
@@ -295,11 +294,11 @@ class SlaveRun:
         # on our own stderr: our logs may still go to the master's logger, now gone
         sys.stderr.write(f"{get_self_node()}: the master has gone: finishing the run without it\n")
         sys.stderr.flush()
-        since = self.entered.get(self.phase, time.monotonic())
+        since = self.entered.get(self.phase, clock.now())
         if self.phase is SEND:
-            self.wake(since + self.setup.send_us / 1e6 - time.monotonic(), GRACE)
+            self.wake(since + self.setup.send_us / 1e6 - clock.now(), GRACE)
         elif self.phase is GRACE:
-            self.wake(since + self.setup.grace_us / 1e6 - time.monotonic(), STOP)
+            self.wake(since + self.setup.grace_us / 1e6 - clock.now(), STOP)
         else:
             self.offer(self.books.prefix)
 
@@ -332,7 +331,7 @@ class SlaveRun:
         assert count is not None
         missing = self.books.missing(count)
         if missing:  # left out of the ring (frozen, cut off) meanwhile
-            now = time.monotonic()
+            now = clock.now()
             if not self.fetching:
                 self.fetching = now
                 say(f"the cut is {count}; fetching {len(missing)} message(s) never received")
@@ -357,7 +356,7 @@ class SlaveRun:
         sys.stdout.flush()
         self.said = self.ended = True
         if not self.masterless:
-            cpu, ahead, node = time.process_time(), self.books.ahead, get_self_node()
+            cpu, ahead, node = clock.cpu(), self.books.ahead, get_self_node()
             send(self.master, Outcome(self.me, node, count, result.sum, cpu, ahead, timeline))
         # keep the verdict for a slave that was left out and wakes late; let a new run
         # in at once (it need not wait for that)

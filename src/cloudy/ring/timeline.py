@@ -17,10 +17,11 @@ The master notes the phases and the faults it sees as `Event`s on the same clock
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 import msgspec
+
+from .. import clock
 
 __all__ = ["MAX_SAMPLES", "SAMPLE_EVERY", "Event", "Sampler", "Timeline"]
 
@@ -58,7 +59,7 @@ class Sampler:
     def __init__(self, count: Callable[[], int], every: float = SAMPLE_EVERY) -> None:
         self.count = count
         self.every = every
-        self.start = time.monotonic()
+        self.start = clock.now()
         self.at: list[float] = []
         self.agreed: list[int] = []
         self.loop = asyncio.get_running_loop()
@@ -66,7 +67,7 @@ class Sampler:
         self._tick()
 
     def _sample(self, count: int) -> None:
-        self.at.append(round(time.monotonic() - self.start, 4))
+        self.at.append(round(clock.now() - self.start, 4))
         self.agreed.append(count)
 
     def _tick(self) -> None:

@@ -29,13 +29,13 @@ import contextlib
 import enum
 import logging
 import socket
-import time
 from typing import Protocol, cast
 
+from .. import clock
 from ..errors import ConnectionRefusedByPeer, NodeUnreachable, ProtocolError
 from ..identity import NodeId
 from ..wire.framing import HANDSHAKE_MAX_FRAME, HEADER, TICK, FrameDecoder, frame
-from ..wire.handshake import Failure, Handshake, HandshakeState
+from ..wire.handshake import NONCE_BYTES, Failure, Handshake, HandshakeState
 from . import traffic as T
 from .admission import Admission, Refusal
 
@@ -118,10 +118,15 @@ class Connection(asyncio.Protocol):
         self.peer_port = 0
         self.state = ConnState.HANDSHAKE
         self._decoder = FrameDecoder(HANDSHAKE_MAX_FRAME)  # raised once UP
-        self._hs = Handshake(cookie=owner.cookie, node=owner.local, initiator=initiator)
+        nonce = clock.random_bytes(NONCE_BYTES)
+        self._hs = Handshake(
+            cookie=owner.cookie, node=owner.local, initiator=initiator, nonce=nonce
+        )
         self._tr: asyncio.Transport | None = None
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.last_recv = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._now = loop.time  # the loop's clock (the simulator's keeps its own)
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.last_recv = self._now()
         self.last_sent = self.last_recv
         self.close_reason: str | None = None
         # flow control: our unsent bytes passed the high-water mark (the owner is told),
@@ -180,7 +185,7 @@ class Connection(asyncio.Protocol):
         self._tr.write(hello)
 
     def data_received(self, data: bytes) -> None:
-        self.last_recv = time.monotonic()
+        self.last_recv = self._now()
         self.bytes_in += len(data)
         try:
             bodies = self._decoder.feed(data)
@@ -229,7 +234,7 @@ class Connection(asyncio.Protocol):
     def resume_reading(self) -> None:
         if self.reading_paused and self._tr is not None and not self._tr.is_closing():
             self.reading_paused = False
-            self.last_recv = time.monotonic()  # its silence meanwhile was ours
+            self.last_recv = self._now()  # its silence meanwhile was ours
             self._tr.resume_reading()
 
     # --- handshake ------------------------------------------------------------------
@@ -301,13 +306,13 @@ class Connection(asyncio.Protocol):
         if tr is not None and self.state is ConnState.UP:
             tr.write(frame(body))
             self.bytes_out += len(body) + HEADER
-            self.last_sent = time.monotonic()
+            self.last_sent = self._now()
 
     def tick(self) -> None:
         if self._tr is not None and self.state is ConnState.UP:
             self._tr.write(TICK)
             self.bytes_out += len(TICK)
-            self.last_sent = time.monotonic()
+            self.last_sent = self._now()
 
     def close(self, reason: str, *, failure: Failure | None = None) -> None:
         """Close, recording *reason* (and a failed handshake's kind) for whoever is told."""

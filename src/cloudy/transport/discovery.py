@@ -33,13 +33,12 @@ import contextlib
 import ipaddress
 import itertools
 import logging
-import os
 import socket
 import sys
-import time
 from collections.abc import Callable
 from typing import cast
 
+from .. import clock
 from ..identity import NodeId
 from ..wire import discovery as D
 
@@ -115,7 +114,7 @@ class Answering:
         return len(self._answered)
 
     def admit(self, who: D.Who, wall: float, mono: float) -> None:
-        """Answer *who* now (by *wall* = time.time(), *mono* = time.monotonic()), or raise."""
+        """Answer *who* now (by *wall* = clock.wall(), *mono* = clock.now()), or raise."""
         D.check_fresh(who, wall, self.skew)
         answered = self._answered
         while answered:  # forget what can no longer be replayed fresh
@@ -230,7 +229,7 @@ class Discovery:
         self.dropped: collections.Counter[str] = collections.Counter()
         self.answering = Answering()
         # answers to requests signed with another cookie: a tag, and a budget, of their own
-        self.tag = os.urandom(D.TAG_SIZE)
+        self.tag = clock.random_bytes(D.TAG_SIZE)
         self.answering_strangers = Answering(rate=STRANGER_RATE, burst=int(STRANGER_RATE))
         self._listener: asyncio.DatagramTransport | None = None
 
@@ -253,7 +252,7 @@ class Discovery:
         if not isinstance(who, D.Who):
             return None
         try:
-            self.answering_strangers.admit(who, time.time(), time.monotonic())
+            self.answering_strangers.admit(who, clock.wall(), clock.now())
         except D.DatagramError as e:
             log.debug("discovery: no answer to a stranger's request from %s: %s", addr[0], e)
             return None
@@ -262,7 +261,7 @@ class Discovery:
     def admit(self, who: D.Who, addr: tuple[str | object, ...]) -> bool:
         """Whether to answer *who* now; if not, the reason is counted and logged."""
         try:
-            self.answering.admit(who, time.time(), time.monotonic())
+            self.answering.admit(who, clock.wall(), clock.now())
         except D.DatagramError as e:
             self.dropped[e.kind] += 1
             log.debug("discovery: no answer to a request from %s: %s", addr[0], e)
@@ -316,7 +315,7 @@ class Discovery:
         with another cookie that answered (`Stranger`; their number is all they tell).
         Raises `OSError` if the request cannot be sent.
         """
-        nonce = os.urandom(D.NONCE_SIZE)
+        nonce = clock.random_bytes(D.NONCE_SIZE)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.bind((self.interface, 0))
@@ -335,7 +334,7 @@ class Discovery:
             for seq in itertools.count():
                 if (left := deadline - loop.time()) <= 0:
                     break
-                request = D.encode(self.key, D.Who(nonce, time.time(), seq))
+                request = D.encode(self.key, D.Who(nonce, clock.wall(), seq))
                 transport.sendto(request, (self.group, self.port))
                 await asyncio.sleep(min(left, RESEND_EVERY))
         finally:

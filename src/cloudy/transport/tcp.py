@@ -29,10 +29,10 @@ import errno
 import logging
 import socket
 import ssl as _ssl
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .. import clock
 from ..errors import ConnectionRefusedByPeer, NodeUnreachable
 from ..identity import NodeId
 from ..wire.framing import DEFAULT_MAX_FRAME
@@ -141,7 +141,8 @@ class Transport:
             self._ssl_server = self._ssl_client = ssl
         self._server: asyncio.Server | None = None
         self._local_server: asyncio.AbstractServer | None = None
-        self._conns: set[Connection] = set()
+        # (a dict, not a set: iterated in the order they came, not by address)
+        self._conns: dict[Connection, None] = {}
         # the last connection lost to each node, until it is back (newest last)
         self.closed: dict[NodeId, Connection] = {}
 
@@ -149,12 +150,12 @@ class Transport:
         return f"<Transport {self.local} connections={len(self._conns)}>"
 
     def track(self, conn: Connection) -> None:
-        self._conns.add(conn)
+        self._conns[conn] = None
         if not conn.initiator:  # (a dialled one is bounded by `connect`'s timeout)
             self.admission.admit(conn)
 
     def untrack(self, conn: Connection) -> None:
-        self._conns.discard(conn)
+        self._conns.pop(conn, None)
         self.admission.settle(conn)
 
     def peer_up(self, conn: Connection) -> None:
@@ -287,11 +288,11 @@ class Transport:
         period = self.heartbeat_timeout / TICKS_PER_TIMEOUT
         late_after = self.late_after
         traffic = self.traffic
-        awake = time.monotonic()  # since when our own loop has been turning on time
+        awake = clock.now()  # since when our own loop has been turning on time
         while True:
-            before = time.monotonic()
+            before = clock.now()
             await asyncio.sleep(period)
-            now = time.monotonic()
+            now = clock.now()
             if now - before > 2 * period:
                 # Our own loop stalled (a long turn, a GC pause, SIGSTOP): what peers sent
                 # meanwhile may sit unread in the kernel. Judge silence from now on only.

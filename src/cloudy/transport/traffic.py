@@ -16,8 +16,9 @@ another thread asks the loop for a snapshot (see ``cloudy.metrics``).
 from __future__ import annotations
 
 import collections
-import time
 from typing import Protocol
+
+from .. import clock
 
 __all__ = [
     "BAD_COOKIE",
@@ -67,7 +68,7 @@ class Traffic:
     )
 
     def __init__(self) -> None:
-        self.started = time.monotonic()
+        self.started = clock.now()
         # the sums of the connections already closed
         self.bytes_in = 0
         self.bytes_out = 0

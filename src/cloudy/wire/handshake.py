@@ -36,6 +36,7 @@ from ..identity import NodeId
 from .framing import frame
 
 __all__ = [
+    "NONCE_BYTES",
     "PROTOCOL_VERSION",
     "Failure",
     "Handshake",
@@ -46,7 +47,7 @@ __all__ = [
 
 PROTOCOL_VERSION = 2
 _MAGIC = "cloudy"
-_NONCE_BYTES = 32
+NONCE_BYTES = 32
 
 
 class _Hello(msgspec.Struct, array_like=True, tag=0):
@@ -115,7 +116,7 @@ class Handshake:
         self._cookie = cookie_secret(cookie)
         self._node = node
         self._initiator = initiator
-        self._nonce = nonce if nonce is not None else os.urandom(_NONCE_BYTES)
+        self._nonce = nonce if nonce is not None else os.urandom(NONCE_BYTES)
         self._peer_nonce: bytes | None = None
         self._peer_verified = False
         self.peer: NodeId | None = None
@@ -171,7 +172,7 @@ class Handshake:
                 Failure.VERSION,
                 f"protocol version mismatch: we speak {PROTOCOL_VERSION}, the peer {msg.version}",
             )
-        if len(msg.nonce) != _NONCE_BYTES:
+        if len(msg.nonce) != NONCE_BYTES:
             return self._fail(Failure.MALFORMED, "handshake: bad nonce")
         self._peer_nonce = msg.nonce
         self.peer = msg.node

@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from . import LocalNode
-from .aio import free_port, run
-from .errors import CloudyError
-from .identity import NodeId
+from .. import LocalNode
+from ..aio import free_port, run
+from ..errors import CloudyError
+from ..identity import NodeId
 
 __all__ = ["NodeProcess", "NodeStartError", "free_port"]
 
@@ -176,6 +176,3 @@ def main() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     run(_serve(args.module, args.host, args.port, args.cookie, args.heartbeat))
 
-
-if __name__ == "__main__":
-    main()
