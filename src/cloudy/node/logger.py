@@ -26,4 +26,6 @@ async def logger_loop() -> None:
 def log_time() -> str:
     """The timestamp `say` puts on a line."""
     now = clock.wall()
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+    # (a simulated node's in UTC: its run is the same in every time zone)
+    local = time.gmtime if clock.simulated() else time.localtime
+    return time.strftime("%Y-%m-%d %H:%M:%S", local(now)) + f".{int(now % 1 * 1000):03d}"

@@ -240,7 +240,10 @@ async def _start_ring(
     except SupervisorError as e:
         raise ExperimentError(f"cannot start the {model.name} processes: {e}") from e
     pids = [child.pid for child in await which_children(sup)]
-    assert all(pids), pids
+    if None in pids:  # (its node went as the ring started: the supervisor restarts it)
+        gone = nodes[pids.index(None)]
+        exit_process(sup, "shutdown")
+        raise ExperimentError(f"the {model.name} process on {gone} ended as the run started")
     return sup, [pid for pid in pids if pid is not None]
 
 

@@ -167,6 +167,13 @@ class SlaveRun:
 
     def ready(self, model: str) -> None:
         monitor(self.master)
+        if self.rejoined and whereis(self.verdict_name) is not None:
+            # a former ring process of ours finished this run (cut off, it went on
+            # without the master) and printed our result: once is enough
+            say(f"{model} position {self.me} of {self.n} had finished already")
+            self.said = self.ended = True
+            send(self.pid, Wake(0))  # (so that the loop sees it has ended)
+            return
         if self.phase is STOP:  # came back too late to rejoin: finish late
             say(f"{model} position {self.me} of {self.n} is late: asking for the verdict")
             self.proposal, self.stop_at = 0, clock.now()

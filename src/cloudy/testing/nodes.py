@@ -175,4 +175,3 @@ def main() -> None:
         soft = args.nofile if hard == resource.RLIM_INFINITY else min(args.nofile, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     run(_serve(args.module, args.host, args.port, args.cookie, args.heartbeat))
-

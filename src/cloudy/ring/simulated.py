@@ -1,0 +1,245 @@
+"""The experiment in the simulator: one seeded schedule, its faults, and its checks.
+
+A `Schedule` names a seed, a model and a number of slaves; its fault plan is drawn
+from the seed unless given. `run_schedule` builds the cluster in a `Sim` (a master
+``m`` and slaves ``s1``..``sN``, each a real node), applies the plan, runs the
+master's `run_experiment` to its end and checks what a user would check:
+
+* every result a slave printed is the oracle's for its count (`expected_result`),
+  and no two slaves printed different results (no two cuts were decided);
+* no slave printed two results; a slave never killed says its result or why it has
+  none (nothing is lost without a word);
+* the master's report agrees with itself and with the slaves; with no faults at all
+  every slave has the result and the master reports it;
+* no node's loop met an exception that nobody handled; the run ends in time.
+
+Each broken rule is a violation, said in one line. The same schedule gives the same
+`Outcome.digest` every time it is run (the trace of every read, fault and result).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import random
+import re
+import time
+from dataclasses import dataclass, field
+
+from ..testing.sim import Latency, Sim, SimTimeout
+from ..testing.sim.faults import Fault, FaultPlan
+from .master import ExperimentError, Params, Report, run_experiment
+from .result import expected_result
+
+__all__ = ["SIM_MODELS", "Outcome", "Schedule", "draw_plan", "run_schedule"]
+
+SIM_MODELS = ("ring", "pipelined", "stream")
+RESULT = re.compile(r"^(nid://\S+) <(\d+), (\S+)>", re.M)
+NO_RESULT = re.compile(r"^(nid://\S+) has no agreed result", re.M)
+# Virtual seconds a schedule may take in all (faults included) before it is a hang.
+LIMIT = 300.0
+# After the master is done (or gone), how long the slaves get to say their last word
+# (beyond a slave's longest deadline: deciding the cut, fetching, lingering).
+AFTERWARDS = 30.0
+# The faults after which a slave owes no word: its state is gone.
+KILLS = ("crash", "restart")
+# A LAN's: a hop costs about a millisecond, so that a schedule is a few hundred messages.
+LATENCY = Latency(base=0.0004, jitter=0.0002)
+# The faults a drawn plan picks from (a kind twice is drawn twice as often); "master":
+# the master crashes, pauses or is cut off.
+DRAWN: tuple[str, ...] = (
+    "crash",
+    "restart",
+    "pause",
+    "pause",
+    "cut",
+    "cut",
+    "cut1",
+    "reset",
+    "reset",
+)
+DRAWN += ("flip", "truncate", "slow", "drift", "master")
+SEND_FOR = {"ring": 0.3, "pipelined": 0.1, "stream": 0.05}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    seed: int
+    model: str = "ring"
+    slaves: int = 4
+    plan: FaultPlan | None = None  # None: drawn from the seed (`draw_plan`)
+    send_for: float = 0.0  # 0: the model's own (`SEND_FOR`): a few hundred messages
+    wait_for: float = 0.2
+    faults: bool = True  # whether a drawn plan has faults
+    window: int = 8  # the stream model's: small, so that a schedule stays small
+
+    def __post_init__(self) -> None:
+        if not self.send_for:
+            object.__setattr__(self, "send_for", SEND_FOR.get(self.model, 0.3))
+
+    def the_plan(self) -> FaultPlan:
+        if self.plan is not None:
+            return self.plan
+        if not self.faults:
+            return FaultPlan()
+        names = [f"s{i + 1}" for i in range(self.slaves)]
+        return draw_plan(random.Random(f"plan {self.seed}"), names, self.send_for + self.wait_for)
+
+    def command(self) -> str:
+        """The command that replays this schedule and prints its trace."""
+        return (
+            f"cloudy sim --model {self.model} --nodes {self.slaves} --seed {self.seed} "
+            f"--send-for {self.send_for:g} --wait-for {self.wait_for:g} "
+            f"--faults '{self.the_plan()}' --trace"
+        )
+
+
+@dataclass
+class Outcome:
+    schedule: Schedule
+    plan: FaultPlan
+    digest: str = ""
+    violations: list[str] = field(default_factory=list)
+    report: Report | None = None
+    error: str | None = None  # the master's ExperimentError, said
+    results: dict[str, tuple[int, float]] = field(default_factory=dict)
+    virtual: float = 0.0
+    cpu: float = 0.0
+    sim: Sim | None = None  # kept when asked for (its trace, its logs)
+    output: str = ""
+    phase: str = ""  # the last phase the master entered ("SEND": the run began)
+
+
+def draw_plan(rng: random.Random, slaves: list[str], horizon: float) -> FaultPlan:
+    """Up to three faults on the slaves (and now and then the master, ``m``), timed
+    within *horizon* and lasting around a heartbeat timeout, so that they hit the
+    detection and phase timeouts."""
+    faults: list[Fault] = []
+    for _ in range(rng.choice((0, 1, 1, 1, 2, 2, 3))):
+        at = round(rng.uniform(0.0, horizon), 3)
+        span = round(rng.uniform(0.1, 2.5), 3)
+        one = rng.choice(slaves)
+        others = tuple(s for s in slaves if s != one)
+        kind = rng.choice(DRAWN)
+        if kind == "master":
+            kind, one = rng.choice(("crash", "pause", "cut")), "m"
+            others = tuple(slaves)
+        if kind in ("crash", "restart", "pause"):
+            faults.append(Fault(kind, (one,), (), at, 0.0 if kind == "crash" else span))
+        elif kind in ("cut", "cut1"):
+            part = tuple(rng.sample(others, rng.randint(1, max(1, len(others) // 2))))
+            faults.append(Fault(kind, (one,), part or others[:1], at, span))
+        elif kind == "drift":
+            faults.append(Fault("drift", (one,), value=round(rng.uniform(0.95, 1.05), 4)))
+        elif others:
+            b = (rng.choice(others),)
+            value = round(rng.uniform(0.001, 0.05), 4) if kind == "slow" else 0.0
+            faults.append(Fault(kind, (one,), b, at, span if kind == "slow" else 0.0, value))
+    faults.sort(key=lambda f: f.at)
+    return FaultPlan(tuple(faults))
+
+
+def run_schedule(schedule: Schedule, *, keep: bool = False) -> Outcome:
+    """Run *schedule* in a new `Sim` and check it (see the module's docstring)."""
+    plan = schedule.the_plan()
+    out = Outcome(schedule, plan)
+    cpu = time.process_time()
+    sink = io.StringIO()
+    with (
+        contextlib.redirect_stdout(sink),
+        contextlib.redirect_stderr(sink),
+        Sim(schedule.seed, latency=LATENCY) as sim,
+    ):
+        try:
+            _run(sim, schedule, plan, out, sink)
+        finally:
+            out.output = sink.getvalue()
+            out.virtual = sim.now
+            out.digest = sim.digest
+            if keep:
+                out.sim = sim
+    _check(out, sim)
+    out.cpu = time.process_time() - cpu
+    return out
+
+
+def _run(sim: Sim, schedule: Schedule, plan: FaultPlan, out: Outcome, sink: io.StringIO) -> None:
+    master = sim.add_node("m", rate=plan.drift("m"))
+    slaves = [
+        sim.add_node(f"s{i + 1}", rate=plan.drift(f"s{i + 1}")) for i in range(schedule.slaves)
+    ]
+    s = schedule
+    params = Params(s.send_for, s.wait_for, s.seed, model=s.model, window=s.window)
+    ids = [s.node_id for s in slaves]
+    plan.apply(sim)
+
+    def progress(phase: str, left: float, seen: int) -> None:
+        if phase != out.phase:
+            out.phase = phase
+            sim.record("phase", phase)
+
+    run = master.node.run_process(run_experiment, ids, params, progress)
+    task = master.loop.create_task(run)
+    try:
+        sim.run_until(lambda: task.done() or master.crashed, limit=LIMIT)
+    except SimTimeout as e:
+        out.violations.append(f"the master did not finish: {e}")
+        return
+    if task.done():
+        try:
+            out.report = task.result()
+        except ExperimentError as e:
+            out.error = str(e)
+            sim.record("error", str(e))
+        except Exception as e:
+            out.violations.append(f"the master failed: {type(e).__name__}: {e}")
+    # every slave never killed gets its time to say its last word (its own deadlines)
+    quiet = {str(n.node_id) for n in slaves}
+    quiet -= {str(sim.nodes[f.a[0]].node_id) for f in plan.faults if f.kind in KILLS}
+    waited = 0.0
+    while waited < AFTERWARDS:
+        text = sink.getvalue()
+        quiet -= {node for node, _, _ in RESULT.findall(text)}
+        quiet -= set(NO_RESULT.findall(text))
+        if not quiet:
+            break
+        sim.run_for(0.5)
+        waited += 0.5
+    sim.run_for(1.0)  # (and then a little more: a second word would be a violation)
+
+
+def _check(out: Outcome, sim: Sim) -> None:
+    v = out.violations
+    seed = out.schedule.seed
+    names = {str(n.node_id): n.name for n in sim.nodes.values()}
+    spoke: set[str] = set()
+    for node, count, total in RESULT.findall(out.output):
+        name = names.get(node, node)
+        if name in out.results:
+            v.append(f"{name} printed two results")
+        out.results[name] = (int(count), float(total))
+        spoke.add(name)
+        if float(total) != expected_result(seed, int(count)).sum:
+            v.append(f"{name} printed <{count}, {total}>, not the oracle's sum for {count}")
+    spoke.update(names.get(node, node) for node in NO_RESULT.findall(out.output))
+    if len(set(out.results.values())) > 1:
+        v.append(f"slaves printed different results: {out.results}")
+    killed = {f.a[0] for f in out.plan.faults if f.kind in KILLS}
+    began = out.phase not in ("", "START")  # (before SEND a slave has nothing to say)
+    for n in sim.nodes.values():
+        if began and n.name != "m" and n.name not in killed and n.name not in spoke:
+            v.append(f"{n.name} was never killed yet said neither its result nor why not")
+    r = out.report
+    if r is not None:
+        if not r.agree:
+            v.append(f"the master's report does not agree: {r.slaves}")
+        if r.sum != expected_result(seed, r.count).sum:
+            v.append(f"the master reported <{r.count}, {r.sum}>, not the oracle's sum")
+        if out.results and (r.count, r.sum) not in out.results.values():
+            v.append(f"the master reported <{r.count}, {r.sum}>, no slave printed it")
+    if not out.plan:
+        if r is None:
+            v.append(f"no fault, yet the master has no report ({out.error or 'it failed'})")
+        elif len(out.results) != len(sim.nodes) - 1:
+            v.append(f"no fault, yet only {sorted(out.results)} printed a result")
+    v.extend(f"unhandled in a node's loop: {e}" for e in sim.world.errors)
