@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 from .. import (
     ProcessExitException,
     ProcessId,
     ProcessMonitorNotification,
-    expect,
+    get_self_node,
     get_self_pid,
     match_if,
     monitor,
@@ -16,6 +18,7 @@ from .. import (
     reregister,
     say,
     send,
+    unmonitor,
     whereis,
 )
 from .. import exit as exit_process
@@ -62,13 +65,32 @@ async def join_run(master: ProcessId, position: int) -> Setup | None:
         ref = monitor(other)
         await receive_wait(match_if(ProcessMonitorNotification, lambda n: n.ref == ref, _same))
     _name(RING_NAME, me)
+    # a master that goes before our Setup comes (it ended, or declared us lost while
+    # we were frozen) would leave us waiting for ever, holding this node from every
+    # later run: we watch it meanwhile
+    master_ref = monitor(master)
     send(master, Hello(position, me))
     try:
-        setup = await expect(Setup)
+        got = await receive_wait(
+            match_if(Setup, lambda _: True, _same),
+            match_if(ProcessMonitorNotification, lambda n: n.ref == master_ref, _same),
+        )
     except ProcessExitException as e:
         if e.reason != REPLACED:
             raise
         return None
+    if not isinstance(got, Setup):
+        sys.stderr.write(
+            f"{get_self_node()}: the master has gone before SEND "
+            "(it ended, or we were cut off from it)\n"
+        )
+        sys.stderr.flush()
+        return None
+    setup = got
+    unmonitor(master_ref)  # (the run watches its master itself)
+    await receive_timeout(
+        0, match_if(ProcessMonitorNotification, lambda n: n.ref == master_ref, _same)
+    )
     if former is not None and watch is not None:
         gone = await receive_timeout(
             0, match_if(ProcessMonitorNotification, lambda n: n.ref == watch, _same)

@@ -35,7 +35,7 @@ __all__ = ["SIM_MODELS", "Outcome", "Schedule", "draw_plan", "run_schedule"]
 
 SIM_MODELS = ("ring", "pipelined", "stream")
 RESULT = re.compile(r"^(nid://\S+) <(\d+), (\S+)>", re.M)
-NO_RESULT = re.compile(r"^(nid://\S+) has no agreed result", re.M)
+NO_RESULT = re.compile(r"^(nid://\S+)(?: has no agreed result|: the master has gone before)", re.M)
 # Virtual seconds a schedule may take in all (faults included) before it is a hang.
 LIMIT = 300.0
 # After the master is done (or gone), how long the slaves get to say their last word
