@@ -22,27 +22,24 @@ from __future__ import annotations
 import contextlib
 import io
 import random
-import re
 import time
 from dataclasses import dataclass, field
 
 from ..testing.sim import Latency, Sim, SimTimeout
 from ..testing.sim.faults import Fault, FaultPlan
+from .checks import KILLS, NO_RESULT, RESULT, violations
 from .master import ExperimentError, Params, Report, run_experiment
-from .result import expected_result
 
 __all__ = ["SIM_MODELS", "Outcome", "Schedule", "draw_plan", "run_schedule"]
 
 SIM_MODELS = ("ring", "pipelined", "stream")
-RESULT = re.compile(r"^(nid://\S+) <(\d+), (\S+)>", re.M)
-NO_RESULT = re.compile(r"^(nid://\S+)(?: has no agreed result|: the master has gone before)", re.M)
 # Virtual seconds a schedule may take in all (faults included) before it is a hang.
 LIMIT = 300.0
 # After the master is done (or gone), how long the slaves get to say their last word
 # (beyond a slave's longest deadline: deciding the cut, fetching, lingering).
 AFTERWARDS = 30.0
-# The faults after which a slave owes no word: its state is gone.
-KILLS = ("crash", "restart")
+# How long the master looks for slaves, when it does (`Schedule.discover`).
+DISCOVER_FOR = 0.5
 # A LAN's: a hop costs about a millisecond, so that a schedule is a few hundred messages.
 LATENCY = Latency(base=0.0004, jitter=0.0002)
 # The faults a drawn plan picks from (a kind twice is drawn twice as often); "master":
@@ -72,6 +69,7 @@ class Schedule:
     wait_for: float = 0.2
     faults: bool = True  # whether a drawn plan has faults
     window: int = 8  # the stream model's: small, so that a schedule stays small
+    discover: bool = False  # the master finds its slaves by SimpleLocalnet's multicast
 
     def __post_init__(self) -> None:
         if not self.send_for:
@@ -90,7 +88,7 @@ class Schedule:
         return (
             f"cloudy sim --model {self.model} --nodes {self.slaves} --seed {self.seed} "
             f"--send-for {self.send_for:g} --wait-for {self.wait_for:g} "
-            f"--faults '{self.the_plan()}' --trace"
+            f"--faults '{self.the_plan()}'{' --discover' * self.discover} --trace"
         )
 
 
@@ -108,6 +106,11 @@ class Outcome:
     sim: Sim | None = None  # kept when asked for (its trace, its logs)
     output: str = ""
     phase: str = ""  # the last phase the master entered ("SEND": the run began)
+    members: list[str] = field(default_factory=list)  # the slaves in the run
+
+    @property
+    def seed(self) -> int:
+        return self.schedule.seed
 
 
 def draw_plan(rng: random.Random, slaves: list[str], horizon: float) -> FaultPlan:
@@ -158,17 +161,18 @@ def run_schedule(schedule: Schedule, *, keep: bool = False) -> Outcome:
             out.digest = sim.digest
             if keep:
                 out.sim = sim
-    _check(out, sim)
+    out.violations += violations(out, sim)
     out.cpu = time.process_time() - cpu
     return out
 
 
 def _run(sim: Sim, schedule: Schedule, plan: FaultPlan, out: Outcome, sink: io.StringIO) -> None:
-    master = sim.add_node("m", rate=plan.drift("m"))
-    slaves = [
-        sim.add_node(f"s{i + 1}", rate=plan.drift(f"s{i + 1}")) for i in range(schedule.slaves)
-    ]
     s = schedule
+    master = sim.add_node("m", rate=plan.drift("m"), discovery=s.discover)
+    slaves = [
+        sim.add_node(f"s{i + 1}", rate=plan.drift(f"s{i + 1}"), discovery=s.discover)
+        for i in range(schedule.slaves)
+    ]
     params = Params(s.send_for, s.wait_for, s.seed, model=s.model, window=s.window)
     ids = [s.node_id for s in slaves]
     plan.apply(sim)
@@ -178,8 +182,16 @@ def _run(sim: Sim, schedule: Schedule, plan: FaultPlan, out: Outcome, sink: io.S
             out.phase = phase
             sim.record("phase", phase)
 
-    run = master.node.run_process(run_experiment, ids, params, progress)
-    task = master.loop.create_task(run)
+    async def the_master() -> Report:
+        nonlocal ids
+        if master.backend is not None:  # as `cloudy master` does: find them first
+            found = await master.backend.find_peers(DISCOVER_FOR)
+            ids = [n for n in found if n != master.node_id]
+            sim.record("found", [str(n) for n in ids])
+        out.members = [n.name for n in slaves if n.node_id in ids]
+        return await run_experiment(ids, params, progress)
+
+    task = master.loop.create_task(master.node.run_process(the_master))
     try:
         sim.run_until(lambda: task.done() or master.crashed, limit=LIMIT)
     except SimTimeout as e:
@@ -194,7 +206,7 @@ def _run(sim: Sim, schedule: Schedule, plan: FaultPlan, out: Outcome, sink: io.S
         except Exception as e:
             out.violations.append(f"the master failed: {type(e).__name__}: {e}")
     # every slave never killed gets its time to say its last word (its own deadlines)
-    quiet = {str(n.node_id) for n in slaves}
+    quiet = {str(n.node_id) for n in slaves if n.name in out.members}
     quiet -= {str(sim.nodes[f.a[0]].node_id) for f in plan.faults if f.kind in KILLS}
     waited = 0.0
     while waited < AFTERWARDS:
@@ -206,40 +218,3 @@ def _run(sim: Sim, schedule: Schedule, plan: FaultPlan, out: Outcome, sink: io.S
         sim.run_for(0.5)
         waited += 0.5
     sim.run_for(1.0)  # (and then a little more: a second word would be a violation)
-
-
-def _check(out: Outcome, sim: Sim) -> None:
-    v = out.violations
-    seed = out.schedule.seed
-    names = {str(n.node_id): n.name for n in sim.nodes.values()}
-    spoke: set[str] = set()
-    for node, count, total in RESULT.findall(out.output):
-        name = names.get(node, node)
-        if name in out.results:
-            v.append(f"{name} printed two results")
-        out.results[name] = (int(count), float(total))
-        spoke.add(name)
-        if float(total) != expected_result(seed, int(count)).sum:
-            v.append(f"{name} printed <{count}, {total}>, not the oracle's sum for {count}")
-    spoke.update(names.get(node, node) for node in NO_RESULT.findall(out.output))
-    if len(set(out.results.values())) > 1:
-        v.append(f"slaves printed different results: {out.results}")
-    killed = {f.a[0] for f in out.plan.faults if f.kind in KILLS}
-    began = out.phase not in ("", "START")  # (before SEND a slave has nothing to say)
-    for n in sim.nodes.values():
-        if began and n.name != "m" and n.name not in killed and n.name not in spoke:
-            v.append(f"{n.name} was never killed yet said neither its result nor why not")
-    r = out.report
-    if r is not None:
-        if not r.agree:
-            v.append(f"the master's report does not agree: {r.slaves}")
-        if r.sum != expected_result(seed, r.count).sum:
-            v.append(f"the master reported <{r.count}, {r.sum}>, not the oracle's sum")
-        if out.results and (r.count, r.sum) not in out.results.values():
-            v.append(f"the master reported <{r.count}, {r.sum}>, no slave printed it")
-    if not out.plan:
-        if r is None:
-            v.append(f"no fault, yet the master has no report ({out.error or 'it failed'})")
-        elif len(out.results) != len(sim.nodes) - 1:
-            v.append(f"no fault, yet only {sorted(out.results)} printed a result")
-    v.extend(f"unhandled in a node's loop: {e}" for e in sim.world.errors)

@@ -130,9 +130,19 @@ def schedules(
     send_for: float = 0.0,
     wait_for: float = 0.2,
 ) -> list[Schedule]:
-    """One schedule per seed, the models taken in turn."""
+    """One schedule per seed, the models taken in turn, each model's every other
+    schedule finding its slaves by multicast discovery (as `cloudy master` does)."""
     models = list(models)
     return [
-        Schedule(seed, models[i % len(models)], slaves, plan, send_for, wait_for, faults)
+        Schedule(
+            seed,
+            models[i % len(models)],
+            slaves,
+            plan,
+            send_for,
+            wait_for,
+            faults,
+            discover=(i // len(models)) % 2 == 1,
+        )
         for i, seed in enumerate(seeds)
     ]

@@ -269,7 +269,17 @@ class Discovery:
         return True
 
     async def start(self) -> None:
-        """Join the group and answer requests. Raises `OSError` if multicast is unusable."""
+        """Join the group and answer requests. Raises `OSError` if multicast is unusable.
+
+        A loop that simulates the network (``cloudy.testing.sim``) gives the socket
+        (``cloudy_multicast_join``); any other, the operating system."""
+        loop = asyncio.get_running_loop()
+        simulated = getattr(loop, "cloudy_multicast_join", None)
+        if simulated is not None:
+            self._listener, _ = await simulated(
+                self.group, self.port, self.interface, lambda: _Listener(self)
+            )
+            return
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -294,9 +304,19 @@ class Discovery:
                 f"cannot listen for discovery on {self.group}:{self.port} via "
                 f"{self.interface}: {e.strerror}",
             ) from None
-        loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: _Listener(self), sock=sock)
         self._listener = transport
+
+    def _asking_socket(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self.interface, 0))
+            self._configure(sock)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def _configure(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(self.interface))
@@ -316,17 +336,15 @@ class Discovery:
         Raises `OSError` if the request cannot be sent.
         """
         nonce = clock.random_bytes(D.NONCE_SIZE)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            sock.bind((self.interface, 0))
-            self._configure(sock)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
         loop = asyncio.get_running_loop()
         asker = _Asker(self, nonce, found, strangers)
-        transport, _ = await loop.create_datagram_endpoint(lambda: asker, sock=sock)
+        simulated = getattr(loop, "cloudy_multicast_open", None)
+        if simulated is not None:  # (see `start`)
+            transport, _ = await simulated(self.interface, lambda: asker)
+        else:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: asker, sock=self._asking_socket()
+            )
         deadline = loop.time() + seconds
         try:
             # again and again: a lost datagram, or a node that starts meanwhile, still counts;

@@ -33,6 +33,14 @@ class WorldView(Protocol):
 
     def listen(self, loop: Any, factory: Callable[[], Any], host: str, port: int) -> Any: ...
 
+    def multicast_join(
+        self, loop: Any, group: str, port: int, interface: str, factory: Callable[[], Any]
+    ) -> tuple[Any, Any]: ...
+
+    def multicast_open(
+        self, loop: Any, interface: str, factory: Callable[[], Any]
+    ) -> tuple[Any, Any]: ...
+
 
 class Segments(Protocol):
     """The network as one end of a connection sees it."""

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ... import LocalNode, NodeId, ProcessId
+from ...backend.simplelocalnet import Backend
 from ...closure import RemoteTable
 from .loop import SimLoop
 from .world import Latency, SimTimeout, World
@@ -49,6 +50,8 @@ class SimNode:
         self.sim, self.name, self.host, self.port = sim, name, host, port
         self.options = options
         self.incarnations = 0
+        self.discovery = False
+        self.backend: Backend | None = None  # with discovery: SimpleLocalnet's
         self.loop: SimLoop
         self.node: LocalNode
 
@@ -152,15 +155,19 @@ class Sim:
         rate: float = 1.0,
         offset: float = 0.0,
         speed: float = 1.0,
+        discovery: bool = False,
         **options: Any,
     ) -> SimNode:
         """Start a node on a host of its own (*rate*, *offset*: its clock's drift;
-        *speed*: its CPU's; *options*: `LocalNode`'s)."""
+        *speed*: its CPU's; *options*: `LocalNode`'s). With *discovery* the node is
+        made by a SimpleLocalnet `Backend` (`SimNode.backend`) whose multicast
+        discovery runs on the simulated network."""
         name = name or f"n{len(self.nodes) + 1}"
         if name in self.nodes:
             raise ValueError(f"a node {name!r} exists already")
         host = HOST_PREFIX + str(len(self.nodes) + 1)
         sim_node = SimNode(self, name, host, port, dict(options))
+        sim_node.discovery = discovery
         self.nodes[name] = sim_node
         self._boot(sim_node, rate=rate, offset=offset, speed=speed)
         return sim_node
@@ -179,8 +186,12 @@ class Sim:
         options.update(n.options)
 
         async def boot() -> LocalNode:
-            node = LocalNode(n.host, n.port, self.remote_table, **options)
-            await node.start()
+            if n.discovery:
+                n.backend = Backend(n.host, n.port, self.remote_table, **options)
+                node = await n.backend.new_local_node()
+            else:
+                node = LocalNode(n.host, n.port, self.remote_table, **options)
+                await node.start()
             n.node, n.port = node, node.node_id.port
             self.world.record("boot", n.name, str(node.node_id), n.incarnations)
             return node
@@ -232,6 +243,7 @@ class Sim:
             self.world.record("crash", n.name)
             n.loop.crashed = True
             self.world.net.crash(n.loop)
+            self.world.datagrams.crash(n.loop)
 
     def restart(self, n: SimNode, **clock: float) -> None:
         """Start *n* again on the same host and port: a new incarnation, empty state."""

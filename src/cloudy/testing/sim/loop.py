@@ -3,7 +3,7 @@
 `SimLoop` is asyncio's `BaseEventLoop` with three things replaced: its clock reads the
 world's virtual time (through this node's drift: ``offset + rate * world time``), its
 selector never waits (the world decides when time passes), and its network calls
-(`create_connection`, `create_server`) hand the runtime's
+(`create_connection`, `create_server`, and multicast for discovery) hand the runtime's
 own protocols in-memory pipes of the world's network (``net.py``). Everything else —
 tasks, futures, timers, call_soon's order — is asyncio's code, untouched.
 
@@ -201,3 +201,19 @@ class SimLoop(asyncio.BaseEventLoop):
             self, protocol_factory, host, int(port or 0)
         )
         return server
+
+    # --- multicast, for discovery (``transport/discovery.py`` asks for these) -------------
+
+    async def cloudy_multicast_join(
+        self, group: str, port: int, interface: str, factory: Callable[[], Any]
+    ) -> tuple[asyncio.DatagramTransport, Any]:
+        """A member of *group*:*port* on *interface*: what is sent to the group."""
+        end, protocol = self.world.multicast_join(self, group, port, interface, factory)
+        return end, protocol
+
+    async def cloudy_multicast_open(
+        self, interface: str, factory: Callable[[], Any]
+    ) -> tuple[asyncio.DatagramTransport, Any]:
+        """A datagram endpoint on *interface*, on a port of its own (to ask and be answered)."""
+        end, protocol = self.world.multicast_open(self, interface, factory)
+        return end, protocol

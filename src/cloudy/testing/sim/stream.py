@@ -121,15 +121,15 @@ class End(asyncio.Transport):
 
     def arrive(self, kind: str, payload: Any) -> None:
         """A segment reached this end's host."""
-        if self.loop.crashed:
-            return
         if kind in ("data", "fin"):
-            if not self.open and self.protocol is not None:
-                if kind == "data":  # a closed socket answers data with a reset
+            if not self.open or self.loop.crashed:
+                if kind == "data":  # a closed socket (or a killed process's) resets
                     self.net.send(self, "rst", None)
                 return
             self.inbox.append(FIN if kind == "fin" else payload)
             self._want_flush()
+        elif self.loop.crashed:
+            return
         elif kind == "rst":
             self.inbox.clear()
             if self.open:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .datagram import Datagrams
 from .loop import SimLoop
 from .net import Network
 
@@ -89,6 +90,7 @@ class World:
         self.slow: dict[tuple[str, str], float] = {}  # extra delay per path (a fault)
         self.loops: list[SimLoop] = []
         self.net = Network(self)
+        self.datagrams = Datagrams(self, lambda src, dst: (src, dst) in self.net.cut_paths)
         self.trace = Trace()
         self.logs: list[str] = []
         self.errors: list[str] = []  # exceptions no one handled, in a live node's loop
@@ -118,6 +120,16 @@ class World:
 
     def listen(self, loop: Any, factory: Callable[[], Any], host: str, port: int) -> Any:
         return self.net.listen(loop, factory, host, port)
+
+    def multicast_join(
+        self, loop: Any, group: str, port: int, interface: str, factory: Callable[[], Any]
+    ) -> tuple[Any, Any]:
+        return self.datagrams.join(loop, group, port, interface, factory)
+
+    def multicast_open(
+        self, loop: Any, interface: str, factory: Callable[[], Any]
+    ) -> tuple[Any, Any]:
+        return self.datagrams.open(loop, interface, factory)
 
     def record(self, kind: str, *fields: Any) -> None:
         self.trace.add(self.now, kind, fields)
