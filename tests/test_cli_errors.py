@@ -273,8 +273,12 @@ def test_cloudy_local_runs_with_the_cookie_given(children: list[subprocess.Popen
     reader.start()
     try:
         assert sending.wait(60), "".join(err_lines)
-        # while it sends, its nodes answer discovery with our cookie
-        found = cloudy("peers", "127.0.0.1", "--discovery-port", str(discovery), "--cookie", cookie)
+        # while it sends, its nodes answer discovery with our cookie (on a loaded
+        # machine a node busy sending may answer after the default second)
+        found = cloudy(
+            *("peers", "127.0.0.1", "--discovery-port", str(discovery), "--cookie", cookie),
+            *("--wait", "2.5s"),
+        )
         assert run.stdout is not None
         out = run.stdout.read()
         run.wait(60)

@@ -149,8 +149,9 @@ async def test_dialling_a_node_of_another_protocol_version_raises_refused_by_pee
         b"\x00\x00\x00\x05hello",
         os.urandom(4096),
         b"\xff\xff\xff\xff",
+        b"\x00\x00\x00\x10" + bytes(16),  # a Hello framed as protocol 2 framed it
     ],
-    ids=["http", "not-a-hello", "random", "huge-length"],
+    ids=["http", "not-a-hello", "random", "huge-length", "old-framing"],
 )
 def test_garbage_sent_to_the_listening_port_leaves_the_node_serving(
     peer: NodeProcess, garbage: bytes
@@ -165,8 +166,10 @@ def test_garbage_sent_to_the_listening_port_leaves_the_node_serving(
         (b"\x7f\xff\xff\xff", "protocol error from 127.0.0.1"),
         (frame(b"\xc1\xc1\xc1"), "undecodable frame"),
         (frame(b"\x81\xa1a\x01"), "undecodable frame"),  # {"a": 1}: msgpack, not items
+        # a frame whose last byte changed on the way: its CRC-32 no longer matches
+        (frame(b"\x91\x01")[:-1] + b"\x02", "a frame of 2 bytes was damaged in transit"),
     ],
-    ids=["oversized-frame", "not-msgpack", "not-an-item"],
+    ids=["oversized-frame", "not-msgpack", "not-an-item", "damaged"],
 )
 def test_bad_frames_after_a_good_handshake_close_only_that_connection(
     peer: NodeProcess, after_handshake: bytes, logged: str

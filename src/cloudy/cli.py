@@ -349,7 +349,7 @@ def _print_outcomes(
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
-    return run(tools.peers(args.host, **_backend_options(args)))
+    return run(tools.peers(args.host, args.wait, **_backend_options(args)))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import sys
 from typing import NoReturn
 
 from . import cli_values as v
+from .backend.localnet import DEFAULT_DISCOVERY_TIMEOUT
 from .cli_help import COMMANDS, MAIN_DESCRIPTION, MAIN_EPILOG, HelpFormatter
 from .cli_values import parse_duration
 from .heart import DEFAULT_INTENSITY
@@ -263,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("peers")
     p.add_argument("host", help="the address whose interface discovery uses")
+    p.add_argument(
+        "--wait",
+        type=v.duration,
+        default=DEFAULT_DISCOVERY_TIMEOUT,
+        metavar="T",
+        help=f"how long to listen for answers (default {DEFAULT_DISCOVERY_TIMEOUT:g}s; "
+        "a busy machine's nodes may answer late)",
+    )
     discovery_options(p)
     node_options(p, detect=False)
 

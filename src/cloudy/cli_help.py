@@ -72,7 +72,7 @@ COMMANDS: dict[str, CommandHelp] = {
         "list the nodes that answer discovery",
         "List the nodes with our cookie that answer discovery on HOST's interface (and "
         "the --peers asked over TCP); exit status 1 if there are none.",
-        ("cloudy peers 127.0.0.1", "cloudy peers host-a --discovery-port 9998"),
+        ("cloudy peers 127.0.0.1", "cloudy peers host-a --discovery-port 9998 --wait 3s"),
     ),
     "doctor": CommandHelp(
         "check that discovery and connections can work",

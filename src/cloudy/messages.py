@@ -169,7 +169,7 @@ class NodeStats(Message, tag="cloudy.introspection.NodeStats"):
     loss once, however many connections it had); *heartbeats_missed*: times a peer
     was silent past a heartbeat interval; *frames_refused*: frames and connections
     refused, by reason (``"bad cookie"``, ``"version"``, ``"malformed handshake"``,
-    ``"frame too large"``, ``"handshake timeout"``, ``"too many handshakes"``,
+    ``"frame too large"``, ``"damaged frame"``, ``"handshake timeout"``, ``"too many handshakes"``,
     ``"undecodable"``, ``"undecodable message"``).
     """
 

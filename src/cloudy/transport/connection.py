@@ -34,8 +34,8 @@ from typing import Protocol, cast
 from .. import clock
 from ..errors import ConnectionRefusedByPeer, NodeUnreachable, ProtocolError
 from ..identity import NodeId
-from ..wire.framing import HANDSHAKE_MAX_FRAME, HEADER, TICK, FrameDecoder, frame
-from ..wire.handshake import NONCE_BYTES, Failure, Handshake, HandshakeState
+from ..wire.framing import HANDSHAKE_MAX_FRAME, HEADER, TICK, DamagedFrame, FrameDecoder, frame
+from ..wire.handshake import NONCE_BYTES, PROTOCOL_VERSION, Failure, Handshake, HandshakeState
 from . import traffic as T
 from .admission import Admission, Refusal
 
@@ -194,6 +194,9 @@ class Connection(asyncio.Protocol):
                 if self._decoder.buffered and self.close_reason is None:
                     # a frame held back over the handshake's limit: fine if now UP
                     bodies += self._decoder.feed(b"")
+        except DamagedFrame as e:
+            self._damaged(str(e))
+            return
         except ProtocolError as e:
             self._protocol_error(str(e))
             return
@@ -288,6 +291,20 @@ class Connection(asyncio.Protocol):
         return unreachable(node, reason, self._handshake_failure)
 
     _handshake_failure: Failure | None = None
+
+    def _damaged(self, reason: str) -> None:
+        if self.state is ConnState.HANDSHAKE:  # most likely not damage but another framing
+            reason = (
+                f"not cloudy's protocol {PROTOCOL_VERSION} framing (an older cloudy?): {reason}"
+            )
+            self._owner.traffic.refuse(T.MALFORMED)
+            self._log_failure(reason, Failure.MALFORMED)
+        else:
+            self._owner.traffic.refuse(T.DAMAGED)
+            log.warning(
+                "closing the connection with %s (%s): %s", self.peer_address, self.peer, reason
+            )
+        self.abort(reason)  # as if it broke: what came after it is not read
 
     def _protocol_error(self, reason: str) -> None:
         self._owner.traffic.refuse(T.TOO_LARGE)  # the decoder's one complaint

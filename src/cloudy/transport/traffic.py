@@ -22,6 +22,7 @@ from .. import clock
 
 __all__ = [
     "BAD_COOKIE",
+    "DAMAGED",
     "HANDSHAKE_TIMEOUT",
     "MALFORMED",
     "OVER_CAP",
@@ -38,6 +39,7 @@ BAD_COOKIE = "bad cookie"  # a handshake proof that does not match our cookie
 VERSION = "version"  # a handshake of another protocol version
 MALFORMED = "malformed handshake"  # bytes that are not cloudy's handshake
 TOO_LARGE = "frame too large"  # a frame over the limit (the handshake's, or the node's)
+DAMAGED = "damaged frame"  # a frame that fails its CRC-32: its connection closes
 HANDSHAKE_TIMEOUT = "handshake timeout"  # accepted, but no handshake in time
 OVER_CAP = "too many handshakes"  # dropped over the cap of connections in handshake
 UNDECODABLE = "undecodable"  # a frame that is not a list of items: its connection closes
