@@ -105,8 +105,13 @@ class Ring:
             if msg.frm not in me.senders:
                 return
             indices = [msg.index] if type(msg) is Msg else msg.indices
+            first = msg.seq if type(msg) is Msg else msg.first
             if msg.frm == me.left():
-                forward = [i + books.tokens for i in indices if books.answers(msg.frm, i)]
+                forward = [
+                    i + books.tokens
+                    for k, i in enumerate(indices, first)
+                    if books.answers(msg.frm, i, k)
+                ]
                 answered = msg
             else:
                 books.take_broadcasts([msg])

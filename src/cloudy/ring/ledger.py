@@ -55,6 +55,7 @@ class Ledger(Approvals):
         self.tokens = tokens
         self.values = Values()
         self.recv_upto = [0] * n
+        self.heard = [0] * n  # the highest number answered (`answers`) from each
         self.gap = [False] * n
         # p's broadcasts not yet in our result, by index, in p's order: numbers
         # popped[p] + 1, popped[p] + 2, …
@@ -111,10 +112,14 @@ class Ledger(Approvals):
             self.approved_from[frm] = msg.approved
             self.changed = True
 
-    def answers(self, frm: int, index: int) -> bool:
-        """Whether *index*, broadcast by *frm*, is the newest of its token (so the next
-        sender answers it); noted as such. The rest of it waits for `take_msg`, which
-        may then come after the answer is sent."""
+    def answers(self, frm: int, index: int, seq: int) -> bool:
+        """Whether *index*, broadcast by *frm* as its number *seq*, is the newest of its
+        token (so the next sender answers it); noted as such. The rest of it waits for
+        `take_msg`, which may then come after the answer is sent. A number we had
+        already (sent again after a broken connection: `resend`) is never answered."""
+        if seq <= self.heard[frm] or seq <= self.recv_upto[frm]:
+            return False
+        self.heard[frm] = seq
         c = (index - 1) % self.tokens
         top = self.top[c]
         if index > top:
@@ -221,6 +226,17 @@ class Ledger(Approvals):
         confirmed and approved what are over)."""
         for i, v in zip(indices, values, strict=True):
             self.values.setdefault(i, v)
+
+    # --- a connection broke: send again ----------------------------------------------
+
+    def resend(self, to: int) -> Msgs:
+        """Our broadcasts that member *to* may not hold (one past what it confirmed to
+        us, on), with our confirmations and approval: after our connection to it broke."""
+        popped = self.popped[self.me]
+        first = max(self.confirmed_by[to], popped) + 1
+        indices = list(self.unapproved[self.me])[first - popped - 1 :]
+        values = [self.values[i] for i in indices]
+        return Msgs(self.me, first, indices, values, list(self.recv_upto), self.my_approved)
 
     # --- a member died: relay what it sent -------------------------------------------
 

@@ -47,6 +47,7 @@ __all__ = [
     "PollReply",
     "Ready",
     "Relay",
+    "Relink",
     "Setup",
     "Verdict",
     "Wake",
@@ -203,6 +204,14 @@ class Wake(Message):
     the cut again if it is not decided yet."""
 
     phase: int
+
+
+class Relink(Message):
+    """A slave's own timer: its connection to position *position*'s node (its ring
+    process *pid*) broke a while ago; make it again, and send what may have been lost."""
+
+    position: int
+    pid: ProcessId
 
 
 class Ack(Message):

@@ -38,6 +38,7 @@ from .. import (
 )
 from .cut import Accept, Accepted, Agreement, Decided, Prepare, Promise, Vote
 from .join import REPLACED, RING_NAME, join_run
+from .links import PeerLinks
 from .protocol import (
     Agree,
     Fetch,
@@ -164,6 +165,7 @@ class SlaveRun:
         self.verdict_name = f"{VERDICT_NAME}@{self.master}"
         # the approved prefix over time, on a timer (`timeline`): nothing per message
         self.sampler = Sampler(lambda: books.prefix)
+        self.links = PeerLinks(self.me)  # the connections to the other members
 
     def ready(self, model: str) -> None:
         monitor(self.master)
@@ -182,6 +184,7 @@ class SlaveRun:
             return
         if self.rejoined:  # (a plain start is on the master's display: not one line each)
             say(f"{model} position {self.me} of {self.n} rejoined")
+        self.links.watch(self.peers, self.alive)
         send(self.master, Ready(self.me, get_self_node()))
 
     # --- membership ----------------------------------------------------------------
@@ -196,6 +199,7 @@ class SlaveRun:
         if msg.peers is not None:
             self.peers = list(msg.peers)
         self.voters = [self.peers[p] for p in sorted(alive)]
+        self.links.watch(self.peers, alive)
         if dead:
             at, left = self.books.seen, sorted(alive)
             say(f"ring closed around position(s) {sorted(dead)} at message {at}: {left} go on")
@@ -227,9 +231,10 @@ class SlaveRun:
             self._wake(msg.phase)
         elif t is ProcessMonitorNotification:
             assert isinstance(msg, ProcessMonitorNotification)
-            if msg.pid != self.master:
-                return  # a former self's end, say
-            self._master_gone()
+            if msg.pid == self.master:
+                self._master_gone()
+            else:  # a member's (its link broke?), or a former self's end
+                self.links.broken(msg, self.alive)
         elif t is Verdict:
             assert isinstance(msg, Verdict)
             self.vote(self.agreement.receive(Decided(msg.count)))

@@ -28,7 +28,19 @@ from functools import partial
 
 from .. import ProcessExitException, ProcessId, receive_all, remotable, say, send, send_many
 from .ledger import Ledger
-from .protocol import Ack, CatchUp, CaughtUp, Kick, Members, Msg, Msgs, PhaseName, Relay, Setup
+from .protocol import (
+    Ack,
+    CatchUp,
+    CaughtUp,
+    Kick,
+    Members,
+    Msg,
+    Msgs,
+    PhaseName,
+    Relay,
+    Relink,
+    Setup,
+)
 from .random import m
 from .result import sum_in_order
 from .run import SlaveRun, join_run
@@ -133,7 +145,7 @@ async def _run(setup: Setup) -> None:
                     if frm not in senders:
                         continue  # left out of the ring (it froze, say): what it says is void
                     if frm == left:
-                        if books.answers(frm, msg.index):
+                        if books.answers(frm, msg.index, msg.seq):
                             forward.append(msg.index + tokens)
                         answered.append(msg)
                     else:
@@ -143,8 +155,8 @@ async def _run(setup: Setup) -> None:
                     if frm not in senders:
                         continue
                     if frm == left:
-                        for index in msg.indices:
-                            if books.answers(frm, index):
+                        for k, index in enumerate(msg.indices, msg.first):
+                            if books.answers(frm, index, k):
                                 forward.append(index + tokens)
                         answered.append(msg)
                     else:
@@ -169,6 +181,12 @@ async def _run(setup: Setup) -> None:
                             books.take_catch_up(msg)
                             if t is CaughtUp:  # its sender counts us in now: tell it
                                 sent_state = ((), 0)
+                    elif t is Relink:  # a broken connection to a live member
+                        if run.links.relink(msg, run.peers, run.alive):
+                            p = msg.position
+                            if me in senders:
+                                send(run.peers[p], books.resend(p))
+                            send(run.peers[p], Ack(me, list(books.recv_upto), books.my_approved))
                     elif t is Members:
                         held.flush(me, later, books)  # to whom we owed them
                         _, joined, gone = run.members(msg)

@@ -37,7 +37,7 @@ from .. import (
     send_many,
 )
 from .approvals import Approvals
-from .protocol import Ack, Members, PhaseName, Setup
+from .protocol import Ack, Members, PhaseName, Relink, Setup
 from .random import m
 from .run import SlaveRun, join_run
 
@@ -188,6 +188,13 @@ async def _run(setup: Setup) -> None:
                         books.take_confirms(msg.frm, msg.confirms, msg.approved)
                 elif t is _Go:
                     go = False
+                elif t is Relink:  # a broken connection to a live member: send again
+                    if run.links.relink(msg, run.peers, run.alive):
+                        to, first = run.peers[msg.position], books.confirmed_by[msg.position] + 1
+                        if me in run.senders and first <= len(books.vals[me]):
+                            values = list(books.vals[me][first - 1 :])
+                            send(to, Batch(me, first, values, books.recv_upto(), books.my_approved))
+                        send(to, Ack(me, books.recv_upto(), books.my_approved))
                 elif t is Members:
                     run.members(msg)
                     others = [run.peers[p] for p in sorted(run.alive) if p != me]

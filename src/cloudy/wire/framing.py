@@ -1,18 +1,20 @@
-"""Checked, length-prefixed frames: a 4-byte big-endian length, the body's CRC-32 in 4
-bytes, then that many bytes of body.
+"""Checked, length-prefixed frames: a 12-byte header — the body's length (4 bytes, big
+-endian), its CRC-32, and the CRC-32 of those 8 bytes — then the body.
 
 Theory of operation
 -------------------
 `FrameDecoder.feed` takes whatever bytes the socket gave (any split) and returns
 every complete frame body they finish, keeping the rest for next time. A length
 over the limit is the peer's fault and raises `ProtocolError` at once, as soon as
-its four bytes are in, before we buffer a byte of the body. A body whose CRC-32 is
-not the one its header gives was damaged on the way (TCP's own 16-bit checksum lets
-about one damaged segment in 65,536 through, and a middlebox or a bad NIC may damage
-bytes after it was checked): it raises `DamagedFrame`, and the connection closes, as
-if it had broken — never is a damaged message delivered. A zero-length frame is a
-heartbeat tick (eight zero bytes: the CRC-32 of nothing is 0): it proves the peer is
-alive and is counted, but not returned. Nothing here does I/O.
+its four bytes are in, before we buffer a byte of the body. The header's own CRC-32
+is checked before we wait for the body, so that a damaged length can never make us
+wait for bytes that will not come (taking the frames after it, heartbeats and all,
+for its body). A body whose CRC-32 is not the one its header gives was damaged on
+the way (TCP's own 16-bit checksum lets about one damaged segment in 65,536 through,
+and a middlebox or a bad NIC may damage bytes after it was checked). Either raises
+`DamagedFrame`, and the connection closes, as if it had broken: a damaged message
+is never delivered. A zero-length frame is a heartbeat tick (`TICK`): it proves the
+peer is alive and is counted, but not returned. Nothing here does I/O.
 
 The limit (``max_frame``) may change between calls: a connection starts at
 `HANDSHAKE_MAX_FRAME`, all a handshake needs, so that a peer that has not proved
@@ -40,8 +42,10 @@ __all__ = [
     "frame",
 ]
 
-_HEAD = struct.Struct(">II")
-HEADER = _HEAD.size  # the length, then the CRC-32
+_HEAD = struct.Struct(">III")
+_LENGTH_CRC = struct.Struct(">II")
+_CHECKED = 8  # the header's bytes its own CRC-32 covers: the length and the body's CRC
+HEADER = _HEAD.size
 _LENGTH = 4
 # 64 MiB: large enough for any sane batch of messages, small enough that a bogus
 # length from a confused or hostile peer cannot make us allocate gigabytes.
@@ -49,16 +53,17 @@ DEFAULT_MAX_FRAME = 64 * 1024 * 1024
 # 4 KiB: the largest handshake frame (a Hello with a 253-byte host name, a Refuse
 # with its reason) is a few hundred bytes; the limit before authentication.
 HANDSHAKE_MAX_FRAME = 4 * 1024
-TICK = bytes(HEADER)
+TICK = bytes(_CHECKED) + crc32(bytes(_CHECKED)).to_bytes(4, "big")
 
 
 class DamagedFrame(ProtocolError):
-    """A frame whose body does not have the CRC-32 its header gives."""
+    """A frame whose header or body does not have the CRC-32 the header gives."""
 
 
 def frame(body: bytes) -> bytes:
-    """*body* with its header: length and CRC-32."""
-    return _HEAD.pack(len(body), crc32(body)) + body
+    """*body* with its header: length, CRC-32, and the header's own CRC-32."""
+    head = _LENGTH_CRC.pack(len(body), crc32(body))
+    return head + crc32(head).to_bytes(4, "big") + body
 
 
 def _damaged(size: int, want: int, got: int) -> DamagedFrame:
@@ -66,6 +71,10 @@ def _damaged(size: int, want: int, got: int) -> DamagedFrame:
         f"a frame of {size} bytes was damaged in transit "
         f"(CRC-32 {got:08x}, its header says {want:08x})"
     )
+
+
+def _bad_header(head: bytes | bytearray | memoryview) -> DamagedFrame:
+    return DamagedFrame(f"a frame header was damaged in transit ({bytes(head).hex()})")
 
 
 class FrameDecoder:
@@ -91,17 +100,16 @@ class FrameDecoder:
 
         Raises `ProtocolError` when a frame announces a length over ``max_frame``
         (or, when complete frames come before it, on the next call: the limit may
-        be raised in between), and `DamagedFrame` when a body fails its CRC-32 (the
-        frames before it are lost with the connection).
+        be raised in between), and `DamagedFrame` when a header or a body fails its
+        CRC-32 (the frames before it are lost with the connection).
         """
         buf = self._buf
         if not buf and len(data) >= HEADER:  # the common case: one whole frame
-            size, want = _HEAD.unpack_from(data)
+            size, want, check = _HEAD.unpack_from(data)
             if len(data) == HEADER + size and 0 < size <= self.max_frame:
                 body = bytes(data[HEADER:])
-                if crc32(body) != want:
-                    raise _damaged(size, want, crc32(body))
-                return [body]
+                if crc32(body) == want and crc32(data[:_CHECKED]) == check:
+                    return [body]
         buf += data
         out: list[bytes] = []
         pos = 0
@@ -113,17 +121,19 @@ class FrameDecoder:
                 if out:
                     break
                 raise ProtocolError(f"frame of {size} bytes exceeds the limit of {limit}")
+            if end - pos < HEADER:
+                break
+            size, want, check = _HEAD.unpack_from(buf, pos)
+            if crc32(buf[pos : pos + _CHECKED]) != check:
+                raise _bad_header(buf[pos : pos + HEADER])
             stop = pos + HEADER + size
             if stop > end:
                 break
-            want = int.from_bytes(buf[pos + _LENGTH : pos + HEADER], "big")
             if size:
                 body = bytes(buf[pos + HEADER : stop])
                 if crc32(body) != want:
                     raise _damaged(size, want, crc32(body))
                 out.append(body)
-            elif want:
-                raise _damaged(0, want, 0)
             else:
                 self.ticks += 1
             pos = stop
