@@ -170,7 +170,10 @@ class NodeStats(Message, tag="cloudy.introspection.NodeStats"):
     was silent past a heartbeat interval; *frames_refused*: frames and connections
     refused, by reason (``"bad cookie"``, ``"version"``, ``"malformed handshake"``,
     ``"frame too large"``, ``"handshake timeout"``, ``"too many handshakes"``,
-    ``"undecodable"``, ``"undecodable message"``).
+    ``"undecodable"``, ``"undecodable message"``; ``"stale pid"``: messages, signals
+    and replies addressed to another creation of this node, its own sends included);
+    *creation*: which run of its address this node is (in every pid it makes: see
+    `cloudy.identity`).
     """
 
     node: NodeId
@@ -187,3 +190,4 @@ class NodeStats(Message, tag="cloudy.introspection.NodeStats"):
     connection_losses: int = 0
     heartbeats_missed: int = 0
     frames_refused: dict[str, int] = {}
+    creation: int = 0
