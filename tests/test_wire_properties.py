@@ -202,11 +202,12 @@ class Outer(Message):
 
 
 node_ids = st.builds(NodeId, st.sampled_from(["127.0.0.1", "host-a", "::1"]), st.integers(1, 65535))
-pids = st.builds(ProcessId, node_ids, st.integers(1, 2**40))
+creations = st.integers(0, 2**32 - 1)
+pids = st.builds(ProcessId, node_ids, st.integers(1, 2**40), creations)
 ids = st.one_of(
     node_ids,
     pids,
-    st.builds(MonitorRef, node_ids, st.integers(1, 2**40)),
+    st.builds(MonitorRef, node_ids, st.integers(1, 2**40), creations),
     st.builds(SendPort, pids, st.integers(1, 2**40)),
 )
 scalars = st.one_of(
@@ -262,20 +263,20 @@ def test_every_message_round_trips_equal_and_with_its_types(term: Any) -> None:
 def test_protocol_items_round_trip_with_ids_nested_anywhere(
     sends: list[tuple[int, Any]], pid: ProcessId, term: Any
 ) -> None:
-    ref = MonitorRef(pid.node, 5)
+    ref = MonitorRef(pid.node, 5, pid.creation)
 
     def items(wire: Any) -> list[P.Item]:
         """The items, their Any fields made by *wire* (to_wire to send, or as they are)."""
         return [
-            *(P.Send(lid, wire(t)) for lid, t in sends),
+            *(P.Send(lid, pid.creation, wire(t)) for lid, t in sends),
             P.NSend("name", wire(term)),
-            P.ChanSend(pid.lid, 3, wire(term)),
+            P.ChanSend(pid.lid, pid.creation, 3, wire(term)),
             P.Monitor(ref, pid, pid, True),
             P.Unmonitor(ref, pid),
             P.Died(ref, pid, pid, DiedException("why"), False),
             P.Exit(pid, pid, wire(term), False),
-            P.SpawnRequest(7, "mod.fn", wire((term, pid)), True),
-            P.Reply(7, wire(term), None),
+            P.SpawnRequest(7, pid.creation, "mod.fn", wire((term, pid)), True),
+            P.Reply(7, pid.creation, wire(term), None),
             P.WhereIs("logger", pid),
         ]
 

@@ -3,13 +3,36 @@
 All four are immutable, hashable msgspec Structs, so they can be dictionary keys,
 set members, and fields of messages that cross the wire. They print the way Cloud
 Haskell prints them: ``nid://host:port:0`` and ``pid://host:port:0:N``.
+
+A node restarted on the same host and port counts its processes from 1 again, so a
+pid and a monitor ref also carry the *creation* of the node that made them: a random
+nonzero 32-bit number drawn when the node starts (Erlang's creation, Cloud Haskell's
+``lpidUnique``). A node refuses whatever is addressed to a pid of another creation
+than its own, as it would a pid that never existed: a pid held from before a restart
+cannot reach a new process that happens to have the same number. Creation 0
+(`UNKNOWN_CREATION`, the default of a pid built by hand) is no node's: such a pid
+names no live process. The creation is not printed (neither Erlang nor Cloud Haskell
+prints it); compare ``pid.creation`` when it matters.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-__all__ = ["MonitorRef", "NodeId", "ProcessId", "SendPort", "port_number"]
+__all__ = [
+    "CREATION_BITS",
+    "UNKNOWN_CREATION",
+    "MonitorRef",
+    "NodeId",
+    "ProcessId",
+    "SendPort",
+    "port_number",
+]
+
+#: A node's creation is a nonzero number of this many bits.
+CREATION_BITS = 32
+#: The creation of a pid or ref whose node is not known: no running node has it.
+UNKNOWN_CREATION = 0
 
 
 def port_number(port: int | str) -> int:
@@ -56,10 +79,12 @@ class NodeId(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.NodeId"):
 
 
 class ProcessId(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.ProcessId"):
-    """A process: the node it lives on and its number there (unique for the node's life)."""
+    """A process: the node it lives on, its number there (unique for the node's life),
+    and the node's creation (which run of that node: see the module's docstring)."""
 
     node: NodeId
     lid: int
+    creation: int = UNKNOWN_CREATION
 
     def __str__(self) -> str:
         return f"pid://{self.node.host}:{self.node.port}:0:{self.lid}"
@@ -69,10 +94,12 @@ class ProcessId(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.Proces
 
 
 class MonitorRef(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.MonitorRef"):
-    """Names one monitor (or link) set up by a process on *node*; unique for that node's life."""
+    """Names one monitor (or link) set up by a process on *node*; unique for that node's
+    life, and across its restarts by its *creation* (as a pid's)."""
 
     node: NodeId
     ident: int
+    creation: int = UNKNOWN_CREATION
 
     def __repr__(self) -> str:
         return f"MonitorRef({self.node}#{self.ident})"

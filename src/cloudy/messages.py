@@ -169,8 +169,11 @@ class NodeStats(Message, tag="cloudy.introspection.NodeStats"):
     loss once, however many connections it had); *heartbeats_missed*: times a peer
     was silent past a heartbeat interval; *frames_refused*: frames and connections
     refused, by reason (``"bad cookie"``, ``"version"``, ``"malformed handshake"``,
-    ``"frame too large"``, ``"damaged frame"``, ``"handshake timeout"``, ``"too many handshakes"``,
-    ``"undecodable"``, ``"undecodable message"``).
+    ``"frame too large"``, ``"damaged frame"``, ``"handshake timeout"``,
+    ``"too many handshakes"``, ``"undecodable"``, ``"undecodable message"``; ``"stale
+    pid"``: messages, signals and replies addressed to another creation of this node,
+    its own sends included); *creation*: which run of its address this node is (in
+    every pid it makes: see `cloudy.identity`).
     """
 
     node: NodeId
@@ -187,3 +190,4 @@ class NodeStats(Message, tag="cloudy.introspection.NodeStats"):
     connection_losses: int = 0
     heartbeats_missed: int = 0
     frames_refused: dict[str, int] = {}
+    creation: int = 0

@@ -105,7 +105,7 @@ def send(pid: ProcessId, msg: Any) -> None:
         current_node()  # raises NotInProcessError
         return
     node: LocalNode = proc.node
-    if pid.node is node.node_id:
+    if pid.node is node.node_id and pid.creation == node.creation:
         tracer = node.tracer
         if not tracer.messages:  # nobody traces or counts messages: the hot path
             target = node.processes.get(pid.lid)

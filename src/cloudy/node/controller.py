@@ -6,7 +6,9 @@ of the closed set of signals in `cloudy.wire.protocol`, dispatched through one
 table to one function each. A message with a part the codec could not rebuild is
 dropped with a log line naming the peer; the rest of its frame is delivered.
 Each frame's items are counted on its connection (``messages_in``), once per frame;
-what is refused, by reason, among the node's traffic counters.
+what is refused, by reason, among the node's traffic counters. Whatever is addressed
+to a pid of another creation than this node's (a pid from before it restarted) is
+refused as for a process that does not exist, and said once (`ProcessTable.refuse`).
 """
 
 from __future__ import annotations
@@ -68,8 +70,10 @@ class Controller:
         self._spawn_closure = spawn_closure
 
     def frames_received(self, conn: Connection, bodies: list[bytes]) -> None:
-        procs = self._table.procs
-        tracer = self._table.tracer
+        table = self._table
+        procs = table.procs
+        tracer = table.tracer
+        creation = table.creation
         for body in bodies:
             seen = codec_counter.undecodable
             try:
@@ -88,6 +92,9 @@ class Controller:
             last: Process | None = None  # to check each mailbox once per frame
             for item in items:
                 if type(item) is P.Send:
+                    if item.creation != creation:
+                        self._refuse("a message", item.lid, item.creation, conn)
+                        continue
                     proc = procs.get(item.lid)
                     if proc is not None:
                         if tracer.receives:
@@ -118,6 +125,10 @@ class Controller:
                 self._outbox.enqueue(conn.remote_node, P.Dropped(str(bad.cause)))
         return kept
 
+    def _refuse(self, what: str, lid: int, creation: int, conn: Connection) -> None:
+        pid = ProcessId(self._table.node_id, lid, creation)
+        self._table.refuse(what, creation, conn.remote_node, pid)
+
     # --- one function per signal ----------------------------------------------------
 
     def _on_dropped(self, conn: Connection, item: P.Dropped) -> None:
@@ -129,6 +140,9 @@ class Controller:
             self._send(pid, item.payload)
 
     def _on_chan_send(self, conn: Connection, item: P.ChanSend) -> None:
+        if item.creation != self._table.creation:
+            self._refuse("a channel message", item.lid, item.creation, conn)
+            return
         proc = self._table.procs.get(item.lid)
         if proc is not None and proc.ports is not None:
             port = proc.ports.get(item.cid)
@@ -146,41 +160,52 @@ class Controller:
 
     def _on_exit(self, conn: Connection, item: P.Exit) -> None:
         # by number: the sender may know this node under another name (an alias)
-        proc = self._table.procs.get(item.target.lid)
+        target = item.target
+        proc = self._table.local(target)
         if proc is not None:
             proc.signal(exit_signal(item.sender, item.reason, item.kill))
+        elif target.creation != self._table.creation:
+            self._refuse("an exit signal", target.lid, target.creation, conn)
 
     def _on_spawn(self, conn: Connection, item: P.SpawnRequest) -> None:
         origin = conn.remote_node
+        req, asker = item.req, item.creation
         args = item.args
         if type(args) is Undecodable or not isinstance(args, tuple | list):
-            self._outbox.enqueue(origin, P.Reply(item.req, None, f"bad arguments for {item.name}"))
+            error = f"bad arguments for {item.name}"
+            self._outbox.enqueue(origin, P.Reply(req, asker, None, error))
             return
         done: asyncio.Future[Any] | None = None
         if item.call:
             done = asyncio.get_running_loop().create_future()
-            done.add_done_callback(lambda f: self._reply_call(origin, item.req, item.name, f))
+            done.add_done_callback(lambda f: self._reply_call(origin, item, f))
         try:
             proc = self._spawn_closure(Closure(item.name, tuple(args)), done)
         except CloudyError as e:
-            self._outbox.enqueue(origin, P.Reply(item.req, None, str(e)))
+            self._outbox.enqueue(origin, P.Reply(req, asker, None, str(e)))
             return
         if not item.call:
-            self._outbox.enqueue(origin, P.Reply(item.req, to_wire(proc.pid), None))
+            self._outbox.enqueue(origin, P.Reply(req, asker, to_wire(proc.pid), None))
 
-    def _reply_call(self, origin: NodeId, req: int, name: str, fut: asyncio.Future[Any]) -> None:
+    def _reply_call(self, origin: NodeId, item: P.SpawnRequest, fut: asyncio.Future[Any]) -> None:
+        req, asker, name = item.req, item.creation, item.name
         if fut.cancelled():
-            reply = P.Reply(req, None, f"{name} was cancelled on {self._table.node_id}")
+            reply = P.Reply(req, asker, None, f"{name} was cancelled on {self._table.node_id}")
         elif (e := fut.exception()) is not None:
-            reply = P.Reply(req, None, f"{type(e).__name__}: {e}")
+            reply = P.Reply(req, asker, None, f"{type(e).__name__}: {e}")
         else:
             try:
-                reply = P.Reply(req, to_wire(fut.result()), None)
+                reply = P.Reply(req, asker, to_wire(fut.result()), None)
             except EncodeError as e:
-                reply = P.Reply(req, None, f"the result of {name} cannot be sent: {e}")
+                error = f"the result of {name} cannot be sent: {e}"
+                reply = P.Reply(req, asker, None, error)
         self._outbox.enqueue(origin, reply)
 
     def _on_reply(self, conn: Connection, item: P.Reply) -> None:
+        if item.creation != self._table.creation:
+            # asked by this node's address before it restarted: not by this run
+            self._table.refuse("a reply to a spawn or call", item.creation, conn.remote_node)
+            return
         self._requests.on_reply(item)
 
     def _on_whereis(self, conn: Connection, item: P.WhereIs) -> None:

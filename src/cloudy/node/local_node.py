@@ -5,7 +5,8 @@ Theory of operation
 A node composes its parts and hands each the collaborators it needs when it is
 built, so that no part reaches back into the node:
 
-* `ProcessTable` (``table.py``) — the live processes and the node's id;
+* `ProcessTable` (``table.py``) — the live processes, the node's id and its
+  creation (which run of its address this is: `creation`, in every pid and ref);
 * `Registry` (``registry.py``) — names;
 * `Outbox` (``outbox.py``) — connections to peers and what is on its way to them;
 * `Monitors` (``monitors.py``) — who watches whom, here and on other nodes;
@@ -47,7 +48,6 @@ from ..messages import (
 from ..metrics import MetricsServer, require_prometheus
 from ..transport.admission import DEFAULT_MAX_PENDING_HANDSHAKES
 from ..transport.tcp import DEFAULT_SEND_HIGH_WATER, Connection, SSLConfig, Transport
-from ..wire import protocol as P
 from ..wire.codec import to_wire
 from ..wire.framing import DEFAULT_MAX_FRAME
 from .controller import Controller
@@ -62,7 +62,7 @@ from .requests import Requests
 from .routing import Router
 from .runner import run_process
 from .stats import Stats
-from .table import ProcessTable
+from .table import ProcessTable, new_creation
 from .trace import Tracer
 from .waiting import waits_in
 
@@ -163,7 +163,8 @@ class LocalNode(Router):
         self._tasks: dict[asyncio.Task[Any], None] = {}  # (in the order they started)
         self._transport: Transport | None = None
         self._closing = False
-        table = ProcessTable(self.node_id)
+        # which run of its address this node is: in every pid and ref it makes
+        table = ProcessTable(self.node_id, new_creation())
         #: The live processes by local id (read-only: the node keeps it).
         self.processes = table.procs
         outbox = Outbox(max_frame_size=max_frame_size, own=self._own, lost=self._node_lost)
@@ -315,9 +316,7 @@ class LocalNode(Router):
         """Start *clo* on *node* (see `cloudy.spawn`)."""
         if node == self.node_id:
             return self._spawn_closure(clo, None).pid
-        pid = await self._requests.request(
-            node, lambda req: P.SpawnRequest(req, clo.name, to_wire(clo.args), False), spawn=True
-        )
+        pid = await self._requests.request(node, clo.name, to_wire(clo.args), call=False)
         assert isinstance(pid, ProcessId), repr(pid)
         return pid
 
@@ -331,9 +330,7 @@ class LocalNode(Router):
                 return await done
             except Exception as e:
                 raise RemoteCallError(node, f"{type(e).__name__}: {e}") from e
-        return await self._requests.request(
-            node, lambda req: P.SpawnRequest(req, clo.name, to_wire(clo.args), True)
-        )
+        return await self._requests.request(node, clo.name, to_wire(clo.args), call=True)
 
     def _spawn_closure(self, clo: Closure, done: asyncio.Future[Any] | None) -> Process:
         fn = self.remote_table.lookup(clo.name)

@@ -13,7 +13,9 @@ target's node keeps the other side (sent as a `Monitor` signal), so that:
 * a watcher that ends drops its watches (`Unmonitor` to the target's node);
 * a lost connection tells every local watcher of that node's processes at once
   (`DiedDisconnect`), forgets the remote watchers of local processes, and fires
-  the node monitors on it.
+  the node monitors on it;
+* a target of this node's address but another creation (a pid from before the node
+  restarted) is a process that does not exist: the watcher is told `DiedUnknownId`.
 
 Ownership rule: every table that says who watches whom lives in this file.
 """
@@ -74,9 +76,11 @@ class Monitors:
         if link:
             self._links.setdefault(me.lid, {})[target] = ref
         if target.node == self._table.node_id:
-            if target.lid in self._table.procs:
+            if self._table.local(target) is not None:
                 self._watchers.setdefault(target.lid, {})[ref] = (me, link)
             else:
+                if target.creation != self._table.creation:
+                    self._refuse_watch(target, me.node, link)
                 self._deliver_death(ref, me, target, DiedUnknownId(), link)
         else:
             self._remote_refs.setdefault(target.node, {})[ref] = (me, target, link)
@@ -153,14 +157,19 @@ class Monitors:
     # --- signals from other nodes -----------------------------------------------------
 
     def on_monitor(self, item: P.Monitor) -> None:
-        lid = item.target.lid
-        if lid not in self._table.procs:
-            self._notify(item.ref, item.watcher, item.target, DiedUnknownId(), item.link)
+        target = item.target
+        lid = target.lid
+        if self._table.local(target) is None:
+            if target.creation != self._table.creation:
+                self._refuse_watch(target, item.watcher.node, item.link)
+            self._notify(item.ref, item.watcher, target, DiedUnknownId(), item.link)
             return
         self._watchers.setdefault(lid, {})[item.ref] = (item.watcher, item.link)
         self._remote_watchers.setdefault(item.watcher.node, set()).add((lid, item.ref))
 
     def on_unmonitor(self, item: P.Unmonitor) -> None:
+        if item.target.creation != self._table.creation:
+            return  # it was told `DiedUnknownId`: nothing to drop
         watchers = self._watchers.get(item.target.lid)
         if watchers is not None:
             watchers.pop(item.ref, None)
@@ -169,9 +178,18 @@ class Monitors:
         refs = self._remote_refs.get(item.target.node)
         if refs is not None:
             refs.pop(item.ref, None)
-        self._deliver_death(item.ref, item.watcher, item.target, item.reason, item.link)
+        watcher = item.watcher
+        if watcher.creation != self._table.creation:
+            what = "a link exit" if item.link else "a monitor notification"
+            self._table.refuse(what, watcher.creation, item.target.node, watcher)
+            return
+        self._deliver_death(item.ref, watcher, item.target, item.reason, item.link)
 
     # --- helpers ----------------------------------------------------------------------
+
+    def _refuse_watch(self, target: ProcessId, origin: NodeId, link: bool) -> None:
+        what = "a link (told: DiedUnknownId)" if link else "a monitor (told: DiedUnknownId)"
+        self._table.refuse(what, target.creation, origin, target)
 
     def _notify(
         self,
@@ -197,7 +215,7 @@ class Monitors:
         reason: AnyDiedReason,
         link: bool,
     ) -> None:
-        proc = self._table.procs.get(watcher.lid)
+        proc = self._table.local(watcher)
         if proc is None:
             return
         watching = self._watching.get(watcher.lid)

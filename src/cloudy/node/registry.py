@@ -80,7 +80,7 @@ class Registry:
                 self.free_if(name, pid)
 
     def _check_alive(self, name: str, pid: ProcessId) -> None:
-        if pid.node == self._table.node_id and pid.lid not in self._table.procs:
+        if pid.node == self._table.node_id and self._table.local(pid) is None:
             raise ProcessRegistrationException(f"cannot register {name!r}: {pid} is not alive")
 
     def _bind(self, name: str, pid: ProcessId) -> None:

@@ -7,7 +7,6 @@ Ownership rule: the table of requests in flight lives here; a request fails with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from ..errors import NodeUnreachable, RemoteCallError, RemoteError, SpawnError
@@ -34,19 +33,18 @@ class Requests:
         return f"<Requests {len(self._waiting)} waiting>"
 
     @waits_in("call")
-    async def request(
-        self, node: NodeId, make: Callable[[int], P.Item], spawn: bool = False
-    ) -> Any:
-        """Send the item ``make(req)`` to *node* and wait for its `Reply`; a failed
-        *spawn* raises `SpawnError` (as a local one does), a failed call
-        `RemoteCallError`."""
-        req = self._table.next_number()
+    async def request(self, node: NodeId, name: str, args: Any, *, call: bool) -> Any:
+        """Ask *node* to run closure *name* (*args* ready for the wire) and wait for its
+        `Reply`: with *call* the closure's result, else the new process's pid. A failed
+        spawn raises `SpawnError` (as a local one does), a failed call `RemoteCallError`."""
+        table = self._table
+        req = table.next_number()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[req] = (node, fut)
-        if spawn:
+        if not call:
             self._spawns.add(req)
         try:
-            self._outbox.enqueue(node, make(req))
+            self._outbox.enqueue(node, P.SpawnRequest(req, table.creation, name, args, call))
             return await fut
         finally:
             self._waiting.pop(req, None)

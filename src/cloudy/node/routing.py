@@ -47,6 +47,8 @@ class Router:
         self._table = table
         self._outbox = outbox
         self.registry = registry
+        #: Which run of its address this node is (see `cloudy.identity`).
+        self.creation = table.creation
 
     def may_send(self, sender: Process, to: ProcessId) -> bool:
         """Whether *sender* may send to *to*: not if messages to it may have been lost."""
@@ -82,10 +84,14 @@ class Router:
                 del contacts[pid]
 
     def send(self, pid: ProcessId, msg: Any, sender: Process | None = None) -> Busy:
-        """Deliver *msg* to *pid*; silently dropped if no such process exists."""
+        """Deliver *msg* to *pid*; silently dropped if no such process exists (with a
+        log line if *pid* is of this node's address but another creation)."""
         if self._table.tracer.tracing:
             self._trace(pid, msg, sender)
         if pid.node == self.node_id:
+            if pid.creation != self.creation:
+                self._table.refuse("a message", pid.creation, self.node_id, pid)
+                return None
             proc = self._table.procs.get(pid.lid)
             if proc is not None:
                 proc.deliver(msg)
@@ -95,7 +101,7 @@ class Router:
         fast = sender is None or (pid is sender.last_to and not outbox.generations)
         if not fast and not self.may_send(sender, pid):  # type: ignore[arg-type]
             return None
-        return outbox.enqueue(pid.node, P.Send(pid.lid, to_wire(msg)))
+        return outbox.enqueue(pid.node, P.Send(pid.lid, pid.creation, to_wire(msg)))
 
     def send_many(self, pids: Iterable[ProcessId], msg: Any, sender: Process | None = None) -> Busy:
         """`send` *msg* to each of *pids* in turn, encoding it once for all remote ones."""
@@ -105,6 +111,7 @@ class Router:
                 self._trace(pid, msg, sender)
         wire: Any = None
         here = self.node_id
+        creation = self.creation
         procs = self._table.procs
         outbox = self._outbox
         enqueue = outbox.enqueue
@@ -119,9 +126,11 @@ class Router:
         for pid in pids:
             sent += 1
             if pid.node == here:
-                proc = procs.get(pid.lid)
+                proc = procs.get(pid.lid) if pid.creation == creation else None
                 if proc is not None:
                     proc.deliver(msg)
+                elif pid.creation != creation:
+                    self._table.refuse("a message", pid.creation, here, pid)
                 continue
             if contacts is not None:  # `may_send`, inlined for its common case
                 generation = generations.get(pid.node, 0) if generations else 0
@@ -130,7 +139,7 @@ class Router:
                     continue
             if wire is None:
                 wire = to_wire(msg)
-            busy = enqueue(pid.node, P.Send(pid.lid, wire)) or busy
+            busy = enqueue(pid.node, P.Send(pid.lid, pid.creation, wire)) or busy
         if sender is not None:
             sender.messages_out += sent
         return busy
@@ -148,7 +157,7 @@ class Router:
         if channel:
             kind += " (channel)"
         tracer.emit("sent", frm, pid, detail=kind)
-        if pid.node == self.node_id and pid.lid in self._table.procs:
+        if self._table.get(pid) is not None:
             tracer.emit("received", pid, frm, detail=kind)
 
     def nsend(self, name: str, msg: Any) -> Busy:
@@ -190,14 +199,17 @@ class Router:
         if self._table.tracer.tracing:
             self._trace(pid, msg, sender, channel=True)
         if pid.node == self.node_id:
-            proc = self._table.procs.get(pid.lid)
+            proc = self._table.local(pid)
             state = proc.ports.get(port.cid) if proc is not None and proc.ports else None
             if state is not None:
                 state.deliver(msg)
+            elif pid.creation != self.creation:
+                self._table.refuse("a channel message", pid.creation, self.node_id, pid)
             return None
         if sender is not None and not self.may_send(sender, pid):
             return None
-        return self._outbox.enqueue(pid.node, P.ChanSend(pid.lid, port.cid, to_wire(msg)))
+        item = P.ChanSend(pid.lid, pid.creation, port.cid, to_wire(msg))
+        return self._outbox.enqueue(pid.node, item)
 
     def whereis_remote_async(self, reply_to: ProcessId, node: NodeId, name: str) -> None:
         """Have *node* send a `WhereIsReply` about *name* to *reply_to*."""
@@ -209,8 +221,10 @@ class Router:
     def exit(self, sender: ProcessId, target: ProcessId, reason: Any, kill: bool) -> None:
         """Raise an exit signal in *target* (end it, when *kill*)."""
         if target.node == self.node_id:
-            proc = self._table.procs.get(target.lid)
+            proc = self._table.local(target)
             if proc is not None:
                 proc.signal(exit_signal(sender, reason, kill))
+            elif target.creation != self.creation:
+                self._table.refuse("an exit signal", target.creation, self.node_id, target)
         else:
             self._outbox.enqueue(target.node, P.Exit(target, sender, to_wire(reason), kill))

@@ -17,6 +17,7 @@ from ..identity import NodeId
 from ..messages import NodeStats, PeerStats, ProcessInfo, ProcessSummary
 from ..metrics import Snapshot
 from ..transport.tcp import LOCAL, Connection, ConnState, Transport
+from ..transport.traffic import STALE_PID
 from .mailbox import Process
 from .monitors import Monitors
 from .registry import Registry
@@ -79,9 +80,11 @@ class Stats:
     def node_stats(self, transport: Transport | None) -> NodeStats:
         """This node's counts (no traffic before it starts)."""
         monitors, links = self._monitors.counts()
-        counts = (self._table.node_id, len(self._table), len(self._registry), monitors, links)
+        table = self._table
+        counts = (table.node_id, len(table), len(self._registry), monitors, links)
+        refused = {STALE_PID: table.stale} if table.stale else {}
         if transport is None:
-            return NodeStats(*counts)
+            return NodeStats(*counts, frames_refused=refused, creation=table.creation)
         now = clock.now()
         traffic = transport.traffic
         live = transport.connections()
@@ -97,7 +100,8 @@ class Stats:
             peers=peers,
             connection_losses=traffic.connection_losses,
             heartbeats_missed=traffic.heartbeats_missed,
-            frames_refused=dict(traffic.refused),
+            frames_refused=dict(traffic.refused) | refused,
+            creation=table.creation,
         )
 
 

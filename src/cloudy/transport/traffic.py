@@ -26,6 +26,7 @@ __all__ = [
     "HANDSHAKE_TIMEOUT",
     "MALFORMED",
     "OVER_CAP",
+    "STALE_PID",
     "TOO_LARGE",
     "UNDECODABLE",
     "UNDECODABLE_MESSAGE",
@@ -44,6 +45,9 @@ HANDSHAKE_TIMEOUT = "handshake timeout"  # accepted, but no handshake in time
 OVER_CAP = "too many handshakes"  # dropped over the cap of connections in handshake
 UNDECODABLE = "undecodable"  # a frame that is not a list of items: its connection closes
 UNDECODABLE_MESSAGE = "undecodable message"  # one message dropped, the rest delivered
+# addressed to a pid (or a request) of another creation of this node (counted by the
+# node's process table, which refuses them, and added to the node's stats)
+STALE_PID = "stale pid"
 
 
 class Counted(Protocol):

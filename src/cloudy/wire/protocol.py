@@ -44,9 +44,10 @@ class _Item(msgspec.Struct, array_like=True):
 
 
 class Send(_Item, tag=0):
-    """Deliver *payload* to local process *lid*."""
+    """Deliver *payload* to local process *lid* of the node's *creation*."""
 
     lid: int
+    creation: int
     payload: Any
 
 
@@ -58,9 +59,10 @@ class NSend(_Item, tag=1):
 
 
 class ChanSend(_Item, tag=2):
-    """Deliver *payload* to channel *cid* of local process *lid*."""
+    """Deliver *payload* to channel *cid* of local process *lid* (of *creation*)."""
 
     lid: int
+    creation: int
     cid: int
     payload: Any
 
@@ -107,19 +109,23 @@ class SpawnRequest(_Item, tag=8):
     """Run closure *name*(*args*) in a new process; answer with `Reply` *req*.
 
     With *call* the answer carries the function's result (or error) when it ends,
-    otherwise the new pid as soon as it exists.
+    otherwise the new pid as soon as it exists. *creation* is the asking node's, for
+    the `Reply` to carry back: a reply reaches only the run of that node that asked.
     """
 
     req: int
+    creation: int
     name: str
     args: Any
     call: bool
 
 
 class Reply(_Item, tag=9):
-    """The answer to request *req*: *value* on success, else *error*."""
+    """The answer to request *req* of the asking node's *creation*: *value* on
+    success, else *error*."""
 
     req: int
+    creation: int
     value: Any
     error: str | None
 
