@@ -200,8 +200,9 @@ async def _rediscover(observer: Observer) -> None:
 async def _next_key(keys: asyncio.Queue[str], deadline: float) -> str | None:
     """The next key pressed that top knows, or None once *deadline* passes."""
     while (left := deadline - time.monotonic()) > 0:
-        try:
-            key = await asyncio.wait_for(keys.get(), left)
+        try:  # (not wait_for: on Python 3.11 it can swallow a Ctrl-C's cancellation)
+            async with asyncio.timeout(left):
+                key = await keys.get()
         except TimeoutError:
             return None
         key = key.lower() if len(key) == 1 else key

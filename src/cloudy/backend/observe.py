@@ -111,8 +111,10 @@ def merge_found(known: Iterable[NodeId], found: Iterable[NodeId], me: NodeId) ->
 
 async def _answer(question: Awaitable[T]) -> T | str:
     """The answer to *question* (a coroutine), or a line saying why there is none."""
-    try:
-        return await asyncio.wait_for(question, ANSWER_TIMEOUT)
+    try:  # (asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+        # Ctrl-C's cancellation that comes as the answer does, and top went on)
+        async with asyncio.timeout(ANSWER_TIMEOUT):
+            return await question
     except TimeoutError:
         return f"no answer within {ANSWER_TIMEOUT:g} s"
     except CloudyError as e:
