@@ -46,10 +46,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cloudy.plot",
         "cloudy.cli_help",
         "cloudy.top_args",
+        "cloudy.sim_args",
         "cloudy.cli_values",
         "cloudy.cli_args",
         "cloudy.cli_errors",
         "cloudy.cli_verify",
+        "cloudy.cli_sim",
         "cloudy.display",
         "cloudy.interrupt",
         "cloudy.slave_cmd",
@@ -61,14 +63,20 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 RESTRICTED: tuple[str, ...] = ("cloudy.ring.*", "cloudy.backend.*", "cloudy.cli", "cloudy.local")
 RESTRICTED += ("cloudy.heart", "cloudy.cli_args", "cloudy.supervisor", "cloudy.supervisor_spec")
 RESTRICTED += ("cloudy.faults", "cloudy.plot", "cloudy.cli_help", "cloudy.cli_errors")
-RESTRICTED += ("cloudy.cli_verify", "cloudy.top", "cloudy.top_view", "cloudy.top_args")
+RESTRICTED += (
+    "cloudy.cli_verify",
+    "cloudy.cli_sim",
+    "cloudy.top",
+    "cloudy.top_view",
+    "cloudy.top_args",
+)
 PUBLIC: tuple[str, ...] = ("cloudy.aio", "cloudy.errors", "cloudy.identity", "cloudy.cookie")
 PUBLIC += ("cloudy.clock", "cloudy.testing.*")
 PUBLIC += ("cloudy.transport.discovery", "cloudy.wire.discovery", "cloudy.local")
 PUBLIC += ("cloudy.backend.*", "cloudy.ring.*", "cloudy.heart", "cloudy.cli_args")
 PUBLIC += ("cloudy.supervisor_spec", "cloudy.supervisor", "cloudy.faults", "cloudy.plot")
-PUBLIC += ("cloudy.cli_help", "cloudy.cli_errors", "cloudy.cli_verify")
-PUBLIC += ("cloudy.top", "cloudy.top_view", "cloudy.top_args")
+PUBLIC += ("cloudy.cli_help", "cloudy.cli_errors", "cloudy.cli_verify", "cloudy.cli_sim")
+PUBLIC += ("cloudy.top", "cloudy.top_view", "cloudy.top_args", "cloudy.sim_args")
 RESTRICTED += ("cloudy.display", "cloudy.interrupt", "cloudy.slave_cmd", "cloudy.cli_values")
 PUBLIC += ("cloudy.display", "cloudy.interrupt", "cloudy.slave_cmd", "cloudy.cli_values")
 

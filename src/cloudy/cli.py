@@ -9,6 +9,8 @@ cloudy local [--slaves 4 --send-for 2s --wait-for 1s --with-seed 0]
              [--kill-slave-at T] [--freeze-slave-at T:D] [--fault-slave K]
              [--kill-master-at T] [--freeze-master-at T:D]
 cloudy verify --with-seed S COUNT
+cloudy sim [--seeds 200 --first 1 --model all --nodes 4 --workers N] [--faults PLAN]
+           [--seed S [--trace]] [--json]
 cloudy peers HOST; cloudy doctor HOST
 cloudy top [NODE...] [--node NODE --once]; cloudy ps NODE [--json]
 (slave, master, local, peers, doctor, top and ps also take --cookie C)
@@ -36,6 +38,7 @@ from .backend import simplelocalnet as sl
 from .backend import tools
 from .cli_args import UsageError, parse_args, parse_duration
 from .cli_errors import report_failure
+from .cli_sim import cmd_sim
 from .cli_verify import cmd_verify
 from .display import Display, display_for
 from .errors import CloudyError
@@ -361,6 +364,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "master": cmd_master,
     "local": cmd_local,
     "verify": cmd_verify,
+    "sim": cmd_sim,
     "peers": cmd_peers,
     "doctor": cmd_doctor,
     "top": cmd_top,

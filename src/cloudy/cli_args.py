@@ -20,6 +20,7 @@ from .cli_values import parse_duration
 from .heart import DEFAULT_INTENSITY
 from .ring.model import MODELS
 from .ring.stream import DEFAULT_WINDOW
+from .sim_args import add_sim_arguments
 from .top_args import add_observer_arguments
 from .transport.discovery import DEFAULT_PORT
 
@@ -262,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-seed", type=v.seed, default=0, metavar="SEED", help="seed of the run")
     p.add_argument("count", type=v.count, help="the number of messages the slaves agreed on")
 
+    add_sim_arguments(command("sim"))
+
     p = command("peers")
     p.add_argument("host", help="the address whose interface discovery uses")
     p.add_argument(
@@ -336,4 +339,10 @@ _VALUE_FLAGS = {
     "--detect",
     "--metrics-port",
     "--interval",
+    "--nodes",
+    "--seeds",
+    "--first",
+    "--seed",
+    "--workers",
+    "--rerun-every",
 }

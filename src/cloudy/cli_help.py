@@ -68,6 +68,23 @@ COMMANDS: dict[str, CommandHelp] = {
         "slaves add it). A long count shows its progress on a terminal; Ctrl-C ends it.",
         ("cloudy verify --with-seed 0 28582", "cloudy verify 1000000"),
     ),
+    "sim": CommandHelp(
+        "run the experiment under faults in the simulator, many seeds",
+        "Run the experiment in the simulator (a master and --nodes slaves, each a real "
+        "node, in one process on a virtual clock and network) as seeded schedules, each "
+        "with a fault plan drawn from its seed (or --faults), on --workers processes; "
+        "every run is checked (each result is the oracle's, no two cuts, nobody silent, "
+        "no hole in a stream, no peer declared lost without a fault, nothing unhandled) "
+        "and every --rerun-every-th is run again to compare trace digests. Prints each "
+        "model's runs and violations, every failing seed with the command that replays "
+        "it, and any digest mismatch. --seed S runs one schedule: its plan, violations, "
+        "digest and replay command; --trace adds what happened, in virtual-time order. "
+        "Exit status 1 if a run broke a rule or did not replay exactly.",
+        (
+            "cloudy sim --seeds 1000 --first 5000",
+            "cloudy sim --model ring --seed 17 --faults 'crash:s2@0.1' --trace",
+        ),
+    ),
     "peers": CommandHelp(
         "list the nodes that answer discovery",
         "List the nodes with our cookie that answer discovery on HOST's interface (and "

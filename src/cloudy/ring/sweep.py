@@ -10,6 +10,7 @@ a mismatch.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from ..testing.sim.faults import FaultPlan
 from .simulated import Schedule, run_schedule
 
-__all__ = ["Done", "Summary", "sweep"]
+__all__ = ["Done", "Summary", "nth_schedule", "schedules", "sweep"]
 
 
 @dataclass(frozen=True)
@@ -109,15 +110,24 @@ def sweep(
             for again in take(_one(s)):
                 take(_one(again, True))
     else:
-        with cf.ProcessPoolExecutor(workers) as pool:
+        pool = cf.ProcessPoolExecutor(workers, initializer=_ignore_ctrl_c)
+        try:
             pending = {pool.submit(_one, s) for s in schedules}
             while pending:
                 finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for f in finished:
                     for again in take(f.result()):
                         pending.add(pool.submit(_one, again, True))
+        finally:  # (on Ctrl-C too: what has not begun never will; waiting for the few
+            # under way, as a pool gone before its manager thread saw the cancel runs all)
+            pool.shutdown(wait=True, cancel_futures=True)
     summary.wall = time.monotonic() - started
     return summary
+
+
+def _ignore_ctrl_c() -> None:
+    """A worker's: Ctrl-C is the sweep's to handle (it cancels what has not begun)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def schedules(
@@ -134,15 +144,32 @@ def schedules(
     schedule finding its slaves by multicast discovery (as `cloudy master` does)."""
     models = list(models)
     return [
-        Schedule(
+        nth_schedule(
+            i,
             seed,
-            models[i % len(models)],
-            slaves,
-            plan,
-            send_for,
-            wait_for,
-            faults,
-            discover=(i // len(models)) % 2 == 1,
+            models,
+            slaves=slaves,
+            plan=plan,
+            faults=faults,
+            send_for=send_for,
+            wait_for=wait_for,
         )
         for i, seed in enumerate(seeds)
     ]
+
+
+def nth_schedule(
+    index: int,
+    seed: int,
+    models: list[str],
+    *,
+    slaves: int = 4,
+    plan: FaultPlan | None = None,
+    faults: bool = True,
+    send_for: float = 0.0,
+    wait_for: float = 0.2,
+) -> Schedule:
+    """The *index*-th of `schedules` (0: the first), whose seed is *seed*."""
+    discover = (index // len(models)) % 2 == 1
+    model = models[index % len(models)]
+    return Schedule(seed, model, slaves, plan, send_for, wait_for, faults, discover=discover)
