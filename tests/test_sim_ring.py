@@ -52,6 +52,9 @@ def test_without_faults_every_slave_has_the_oracles_result(model: str) -> None:
         # a flipped bit in a frame's length made the receiver wait for bytes that
         # never came, taking the heartbeats for its body (seed 5)
         ("stream", "flip:s2/s3@0.03"),
+        # two links broken within the stream model's 50 ms of SEND cost 62 % of the
+        # messages while the first attempt waited 20 ms; it is made at once now
+        ("stream", "reset:s2/s4@0.026 flip:s2/s1@0.056"),
     ],
 )
 def test_a_schedule_that_once_failed_passes(model: str, plan: str) -> None:

@@ -10,12 +10,12 @@ token lost on the way would never come round again.
 
 So every slave monitors the others' ring processes. A `DiedDisconnect` for one that
 is still a member (the master says who is: a dead one is left out by it) arms a timer;
-when it fires (`Relink`), the slave reconnects, monitors again and sends that member
-again everything of its own it may not hold (from one past what it last confirmed to
-us: a receiver takes a number it holds as nothing new, and answers a token it holds
-no second time), then its own confirmations. If the member is unreachable the
-monitor fires again at once and the next timer waits twice as long (up to `LATEST`),
-until the master leaves it out.
+when it fires (`Relink`, at once the first time), the slave reconnects, monitors
+again and sends that member again everything of its own it may not hold (from one
+past what it last confirmed to us: a receiver takes a number it holds as nothing
+new, and answers a token it holds no second time), then its own confirmations. If
+the member is unreachable the monitor fires again at once and the next timer waits
+twice as long (up to `LATEST`), until the master leaves it out.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from .protocol import Relink
 
 __all__ = ["EARLIEST", "LATEST", "PeerLinks"]
 
-# The first attempt after a break, and the longest wait between attempts.
+# The wait before the second attempt after a break (the first is at once: a reset
+# peer is there to dial), and the longest wait between attempts.
 EARLIEST = 0.02
 LATEST = 1.0
 
@@ -79,9 +80,10 @@ class PeerLinks:
             if clock.now() - self.last.get(p, -LATEST) > 2 * LATEST:
                 after = 0.0  # it held a while: a new break
                 say(f"the connection to position {p} broke: making it again")
-            self.wait[p] = min(LATEST, 2 * after) if after else EARLIEST
+            delay = min(LATEST, 2 * after) if after else 0.0  # the first try at once
+            self.wait[p] = delay or EARLIEST / 2
             self.pending.add(p)
-            spawn_local(_relink_after, self.pid, self.wait[p], p, note.pid)
+            spawn_local(_relink_after, self.pid, delay, p, note.pid)
         return True
 
     def relink(self, msg: Relink, peers: list[ProcessId], alive: set[int]) -> bool:
