@@ -38,7 +38,6 @@ from .backend import simplelocalnet as sl
 from .backend import tools
 from .cli_args import UsageError, parse_args, parse_duration
 from .cli_errors import report_failure
-from .cli_sim import cmd_sim
 from .cli_verify import cmd_verify
 from .display import Display, display_for
 from .errors import CloudyError
@@ -364,12 +363,18 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "master": cmd_master,
     "local": cmd_local,
     "verify": cmd_verify,
-    "sim": cmd_sim,
+    "sim": lambda args: _cmd_sim(args),
     "peers": cmd_peers,
     "doctor": cmd_doctor,
     "top": cmd_top,
     "ps": cmd_ps,
 }
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from .cli_sim import cmd_sim  # (the simulator is loaded only for `cloudy sim`)
+
+    return cmd_sim(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,9 @@ import argparse
 import math
 
 from . import cli_values as v
-from .ring.simulated import SIM_MODELS
+from .ring.model import MODELS
+
+SIM_MODELS = tuple(MODELS)  # (as ring.simulated's, without loading the simulator)
 
 __all__ = ["DEFAULT_FIRST", "DEFAULT_SEEDS", "add_sim_arguments"]
 
