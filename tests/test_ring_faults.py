@@ -263,17 +263,19 @@ def node_of(heart: subprocess.Popen[str], timeout: float = 10.0) -> int:
     raise AssertionError(f"heart {heart.pid} runs no slave node")
 
 
-@pytest.mark.parametrize("kill_in", ["SEND", "GRACE"])
+# A restarted node takes a second or so to be back (a new Python process, its
+# imports, the master's supervisor retrying every 0.5 s) and up to 3-4 s on a machine
+# as loaded as CI's: the run must still be open when it is (SEND is 3 s).
+@pytest.mark.parametrize(("kill_in", "grace"), [("SEND", 2.5), ("GRACE", 6.0)])
 def test_a_slave_killed_is_restarted_by_its_heart_and_rejoins_with_the_same_result(
-    kill_in: str,
+    kill_in: str, grace: float
 ) -> None:
     hearts, env, discovery = start_slaves("--heart")
     master = None
     try:
         outs = [Reader(h.stdout) for h in hearts]
         errs = [Reader(h.stderr) for h in hearts]
-        # a restarted node is back within a second or so: time enough to rejoin
-        master, report_out = start_master(env, discovery, 11, kill_in, grace=2.5)
+        master, report_out = start_master(env, discovery, 11, kill_in, grace=grace)
         os.kill(node_of(hearts[2]), signal.SIGKILL)
         errs[2].wait_for(r"restart", 10)
         assert master.wait(timeout=60) == 0
