@@ -77,9 +77,9 @@ class Restarts:
 
 
 @pytest.fixture
-def stack() -> Iterator[contextlib.ExitStack]:
+def nodes() -> Iterator[Restarts]:
     with contextlib.ExitStack() as stack:
-        yield stack
+        yield Restarts(stack)
 
 
 async def first_life(node: NodeId) -> ProcessId:
@@ -109,9 +109,8 @@ async def restarted(here: LocalNode, nodes: Restarts) -> tuple[ProcessId, NodePr
 
 
 async def test_a_pid_from_before_a_restart_reaches_nothing_on_the_new_node(
-    stack: contextlib.ExitStack,
+    nodes: Restarts,
 ) -> None:
-    nodes = Restarts(stack)
     async with LocalNode("127.0.0.1", 0, cookie=COOKIE) as here:
         old, again = await restarted(here, nodes)
 
@@ -159,9 +158,8 @@ async def test_a_pid_from_before_a_restart_reaches_nothing_on_the_new_node(
 
 
 async def test_monitoring_or_linking_to_a_pid_from_before_a_restart_says_it_is_unknown(
-    stack: contextlib.ExitStack,
+    nodes: Restarts,
 ) -> None:
-    nodes = Restarts(stack)
     async with LocalNode("127.0.0.1", 0, cookie=COOKIE) as here:
         old, again = await restarted(here, nodes)
 

@@ -13,19 +13,17 @@ nodes printed. Exit status 0 with no violation and no mismatch, else 1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import heapq
 import json
 import os
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .cli_args import UsageError
+from .cli_progress import progress_bar
 from .ring.simulated import SIM_MODELS, Outcome, Schedule, run_schedule
 from .ring.sweep import Done, Summary, nth_schedule, schedules, sweep
 from .sim_args import DEFAULT_FIRST, DEFAULT_SEEDS
@@ -57,7 +55,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
     if args.discover:
         todo = [dataclasses.replace(s, discover=True) for s in todo]
     workers = (os.cpu_count() or 1) if args.workers is None else args.workers
-    with _progress(len(todo)) as step:
+    with progress_bar("sim", len(todo), failing=0) as bar:
+        failing = 0
+
+        def step(done: Done) -> None:
+            nonlocal failing
+            if not done.rerun:  # (a rerun checks a digest: not one more schedule)
+                failing += bool(done.violations)
+                bar(advance=1, failing=failing)
+
         summary = sweep(
             todo, workers=min(workers, len(todo)), rerun_every=args.rerun_every, on_done=step
         )
@@ -109,49 +115,6 @@ def _commit() -> str | None:
 
 
 # --- a sweep ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _progress(total: int) -> Iterator[Callable[[Done], None]]:
-    """What to call as each run is done: a rich progress bar on stderr if it is a
-    terminal (started at the first run done: the workers are forked by then)."""
-    if not sys.stderr.isatty():
-        yield lambda done: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(
-        TextColumn("sim"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[failing]} failing"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task("sim", total=total, failing=0)
-    failing = 0
-
-    def step(done: Done) -> None:
-        nonlocal failing
-        if done.rerun:
-            return
-        failing += bool(done.violations)
-        if not bar.live.is_started:
-            bar.start()
-        bar.update(task, advance=1, failing=failing)
-
-    try:
-        yield step
-    finally:
-        bar.stop()
 
 
 def _print_summary(summary: Summary) -> None:
