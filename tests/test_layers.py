@@ -50,6 +50,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cloudy.cli_values",
         "cloudy.cli_args",
         "cloudy.cli_errors",
+        "cloudy.cli_progress",
         "cloudy.cli_verify",
         "cloudy.cli_sim",
         "cloudy.display",
@@ -79,6 +80,8 @@ PUBLIC += ("cloudy.cli_help", "cloudy.cli_errors", "cloudy.cli_verify", "cloudy.
 PUBLIC += ("cloudy.top", "cloudy.top_view", "cloudy.top_args", "cloudy.sim_args")
 RESTRICTED += ("cloudy.display", "cloudy.interrupt", "cloudy.slave_cmd", "cloudy.cli_values")
 PUBLIC += ("cloudy.display", "cloudy.interrupt", "cloudy.slave_cmd", "cloudy.cli_values")
+RESTRICTED += ("cloudy.cli_progress",)
+PUBLIC += ("cloudy.cli_progress",)
 
 
 @dataclass(frozen=True)
