@@ -125,7 +125,7 @@ def _silences(f: Fault, peer: str, who: str, at: float) -> bool:
         end = at
     if end < at - SILENCE or start > at:
         return False
-    if f.kind in ("crash", "restart", "pause"):
+    if f.kind in ("crash", "restart", "pause", "stall"):
         return peer in f.a
     if f.kind == "cut":
         return (peer in f.a and who in f.b) or (peer in f.b and who in f.a)

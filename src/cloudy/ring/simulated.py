@@ -50,12 +50,13 @@ LATENCY = Latency(base=0.0004, jitter=0.0002)
 TRANSIENT = ("reset", "flip", "truncate", "drift")
 TRANSIENT_SHARE = 0.5
 # The faults a drawn plan picks from (a kind twice is drawn twice as often); "master":
-# the master crashes, pauses or is cut off.
+# the master crashes, pauses, stalls or is cut off.
 DRAWN: tuple[str, ...] = (
     "crash",
     "restart",
     "pause",
     "pause",
+    "stall",
     "cut",
     "cut",
     "cut1",
@@ -132,9 +133,9 @@ def draw_plan(rng: random.Random, slaves: list[str], horizon: float) -> FaultPla
         others = tuple(s for s in slaves if s != one)
         kind = rng.choice(DRAWN)
         if kind == "master":
-            kind, one = rng.choice(("crash", "pause", "cut")), "m"
+            kind, one = rng.choice(("crash", "pause", "stall", "cut")), "m"
             others = tuple(slaves)
-        if kind in ("crash", "restart", "pause"):
+        if kind in ("crash", "restart", "pause", "stall"):
             faults.append(Fault(kind, (one,), (), at, 0.0 if kind == "crash" else span))
         elif kind in ("cut", "cut1"):
             part = tuple(rng.sample(others, rng.randint(1, max(1, len(others) // 2))))

@@ -260,6 +260,12 @@ class Sim:
         self.world.record("resume", n.name)
         n.loop.paused = False
 
+    def stall(self, n: SimNode, seconds: float) -> None:
+        """Make *n*'s next turn that runs a timer last *seconds* (a long callback, a GC
+        pause): its loop is late, its peers' bytes wait unread meanwhile."""
+        self.world.record("stall", n.name, seconds)
+        n.loop.stall_for = seconds
+
     def partition(
         self, one: Iterable[SimNode], other: Iterable[SimNode], *, oneway: bool = False
     ) -> None:

@@ -6,6 +6,7 @@ A plan is a list of `Fault`s; its text form, one fault a word, reads back with
     crash:s2@0.31           kill -9 s2 at 0.31 s (virtual)
     restart:s2@0.31+0.5     kill it, and start it again (new incarnation) 0.5 s later
     pause:s1@0.2+1.5        SIGSTOP s1 for 1.5 s
+    stall:s1@0.2+1.5        s1's next turn that runs a timer takes 1.5 s (a long callback)
     cut:s1/s2,s3@0.3+2      partition s1 from s2 and s3, both ways, for 2 s
     cut1:s1/s2@0.3+2        ... one way only (s1's segments to s2 are held)
     reset:s1/s2@0.4         reset every connection between s1 and s2
@@ -26,7 +27,19 @@ from .cluster import Sim
 
 __all__ = ["KINDS", "Fault", "FaultPlan", "PlanError"]
 
-KINDS = ("crash", "restart", "pause", "cut", "cut1", "reset", "flip", "truncate", "slow", "drift")
+KINDS = (
+    "crash",
+    "restart",
+    "pause",
+    "stall",
+    "cut",
+    "cut1",
+    "reset",
+    "flip",
+    "truncate",
+    "slow",
+    "drift",
+)
 _WORD = re.compile(
     r"^(?P<kind>[a-z0-9]+):(?P<a>[\w.-]+(?:,[\w.-]+)*)(?:/(?P<b>[\w.-]+(?:,[\w.-]+)*))?"
     r"(?:@(?P<at>[\d.]+)(?:\+(?P<span>[\d.]+))?)?(?:=(?P<value>[\d.]+))?$"
@@ -127,6 +140,9 @@ def _start(sim: Sim, f: Fault) -> None:
         for n in a:
             sim.pause(n)
             after(f.span, sim.resume, n)
+    elif f.kind == "stall":
+        for n in a:
+            sim.stall(n, f.span)
     elif f.kind in ("cut", "cut1"):
         oneway = f.kind == "cut1"
         sim.partition(a, b, oneway=oneway)

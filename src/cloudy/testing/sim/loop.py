@@ -10,7 +10,10 @@ tasks, futures, timers, call_soon's order — is asyncio's code, untouched.
 The world steps a loop by one iteration (`step`) when it has something due; a paused
 node is simply not stepped, a crashed one never again. Work costs virtual time: after
 a step the loop is busy for a while set by how many callbacks it ran (`cost`), so a
-node that computes flat out cannot freeze the clock. The loop also offers the seams
+node that computes flat out cannot freeze the clock. A stall (`stall_for`) is one long
+turn: the next iteration that runs a timer's callback takes that much longer, and what
+it had scheduled (a task it woke, say) runs before what arrived meanwhile, as on a
+real loop after a long callback or a GC pause. The loop also offers the seams
 of `cloudy.clock`: a wall clock, a CPU clock and the seeded `cloudy_random`.
 
 No thread, no executor: `run_in_executor` runs the function at once, in the loop.
@@ -84,6 +87,7 @@ class SimLoop(asyncio.BaseEventLoop):
         self.busy_until = 0.0  # world time before which this loop's CPU is taken
         self.paused = False
         self.crashed = False
+        self.stall_for = 0.0  # the next iteration that runs a timer takes this long more
         self.cpu_used = 0.0
         self.steps = 0
         #: `cloudy.clock`'s source of chance for this node (drawn from the world's seed)
@@ -135,13 +139,18 @@ class SimLoop(asyncio.BaseEventLoop):
         work = len(self._ready)
         scheduled = self._scheduled
         end = self.time() + self._clock_resolution
-        work += len([h for h in scheduled[:8] if h.when() < end])
+        timers = len([h for h in scheduled[:8] if h.when() < end])
+        work += timers
         asyncio.events._set_running_loop(self)
         try:
             self._run_once()
         finally:
             asyncio.events._set_running_loop(None)
         cost = (STEP_COST + CALLBACK_COST * work + BYTE_COST * self.bytes) / self.speed
+        if self.stall_for and timers:  # (a long turn: virtual time, not CPU speed)
+            cost += self.stall_for
+            self.world.record("stalled", self.name, self.stall_for)
+            self.stall_for = 0.0
         self.bytes = 0
         self.cpu_used += cost
         self.steps += 1
