@@ -25,6 +25,7 @@ from cloudy import (
 )
 from cloudy.testing.sim import Sim, SimNode
 from cloudy.testing.sim.faults import Fault, FaultPlan, PlanError
+from cloudy.testing.sim.probe import PERIOD, Numbered, start_probes
 
 HEARTBEAT = 1.0  # the simulator's default heartbeat timeout
 
@@ -243,3 +244,26 @@ def test_the_docs_first_example_runs_as_written() -> None:
     test = scope["test_echo_survives_a_short_cut"]
     assert callable(test)
     test()
+
+
+def test_the_ordering_probes_hear_every_number_in_order_and_say_a_hole() -> None:
+    with Sim(2) as sim:
+        nodes = [sim.add_node(name) for name in "abcde"]
+        probes = start_probes(sim, nodes, 1.0)
+        sim.run_for(2.0)
+        rounds = round(1.0 / PERIOD)
+        # five probes, each sending to the next two: every pair of nodes, one way
+        assert abs(probes.delivered - 5 * 2 * rounds) <= 5 * 2
+        assert probes.violations == []
+        stranger = sim.spawn(nodes[0], collect, [])
+        for n in (0, 1, 3, 3):  # a hole, then the same number twice
+            sim.run(nodes[0], nodes[0].node.run_process(_send, probes.pids[1], stranger, n))
+        sim.run_for(0.5)
+    assert probes.violations == [
+        f"{probes.pids[1]} got {stranger}'s 3 after a hole (after its 1)",
+        f"{probes.pids[1]} got {stranger}'s 3 twice or out of order (after its 3)",
+    ]
+
+
+async def _send(to: ProcessId, sender: ProcessId, n: int) -> None:
+    send(to, Numbered(sender, n))

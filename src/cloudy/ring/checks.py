@@ -16,6 +16,7 @@ from typing import Protocol
 
 from ..testing.sim import Sim
 from ..testing.sim.faults import Fault, FaultPlan
+from ..testing.sim.probe import Probes
 from .master import Report
 from .result import expected_result
 
@@ -45,6 +46,7 @@ class Outcome(Protocol):
     error: str | None
     results: dict[str, tuple[int, float]]
     members: list[str]  # the slaves in the run (the master found, or was given)
+    probes: Probes | None  # what the ordering probes saw
 
 
 def violations(out: Outcome, sim: Sim) -> list[str]:
@@ -55,6 +57,8 @@ def violations(out: Outcome, sim: Sim) -> list[str]:
     _report(out, sim, v)
     _holes(out, names, v)
     _liveness(out.plan, sim, names, v)
+    if out.probes is not None:
+        v.extend(_named(line, names) for line in out.probes.violations)
     v.extend(f"unhandled in a node's loop: {e}" for e in sim.world.errors)
     return v
 
@@ -98,6 +102,13 @@ def _report(out: Outcome, sim: Sim, v: list[str]) -> None:
             v.append(f"no fault, yet only {sorted(out.results)} printed a result")
         if len(out.members) != len(sim.nodes) - 1:
             v.append(f"no fault, yet the master found only {out.members}")
+
+
+def _named(line: str, names: dict[str, str]) -> str:
+    """*line* with each node's address replaced by its name in the plan."""
+    for node, name in names.items():
+        line = line.replace(f"pid://{node.removeprefix('nid://')}:", f"{name}:")
+    return line
 
 
 def _holes(out: Outcome, names: dict[str, str], v: list[str]) -> None:

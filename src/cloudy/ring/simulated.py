@@ -12,6 +12,8 @@ master's `run_experiment` to its end and checks what a user would check:
 * the master's report agrees with itself and with the slaves; with no faults at all
   every slave has the result and the master reports it;
 * no node's loop met an exception that nobody handled; the run ends in time;
+* beside the experiment, an ordering probe on every node streams numbered messages to
+  the others (`testing.sim.probe`): none arrives twice, out of order or after a hole;
 * a plan of faults that leave every node up and every path open but for an instant
   (`TRANSIENT`: resets, damaged bytes, drifting clocks) costs the run at most half its
   messages against the same schedule without faults (a connection that broke between
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field, replace
 
 from ..testing.sim import Latency, Sim, SimTimeout
 from ..testing.sim.faults import Fault, FaultPlan
+from ..testing.sim.probe import Probes, start_probes
 from .checks import KILLS, NO_RESULT, RESULT, violations
 from .master import ExperimentError, Params, Report, run_experiment
 
@@ -64,6 +67,9 @@ DRAWN: tuple[str, ...] = (
     "reset",
 )
 DRAWN += ("flip", "truncate", "slow", "drift", "master")
+# How long after the run's own time the ordering probes go on sending (the faults are
+# timed within the run's time and last up to 2.5 s).
+PROBE_FOR = 3.0
 SEND_FOR = {"ring": 0.3, "pipelined": 0.1, "stream": 0.05}
 
 
@@ -115,6 +121,7 @@ class Outcome:
     output: str = ""
     phase: str = ""  # the last phase the master entered ("SEND": the run began)
     members: list[str] = field(default_factory=list)  # the slaves in the run
+    probes: Probes | None = None  # what the ordering probes saw (`testing.sim.probe`)
 
     @property
     def seed(self) -> int:
@@ -199,6 +206,7 @@ def _run(sim: Sim, schedule: Schedule, plan: FaultPlan, out: Outcome, sink: io.S
     ]
     params = Params(s.send_for, s.wait_for, s.seed, model=s.model, window=s.window)
     ids = [s.node_id for s in slaves]
+    out.probes = start_probes(sim, [master, *slaves], s.send_for + s.wait_for + PROBE_FOR)
     plan.apply(sim)
 
     def progress(phase: str, left: float, seen: int) -> None:
