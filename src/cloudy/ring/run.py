@@ -105,10 +105,9 @@ class Books(Protocol):
         ...
 
 
-async def _keep_verdict(name: str, count: int, books: Books) -> None:
+async def _keep_verdict(count: int, books: Books) -> None:
     """For `LINGER` seconds, answer late slaves: the cut (`Verdict`), and the values
-    they lack (`Fetched`)."""
-    register(name, get_self_pid())
+    they lack (`Fetched`) (its starter registers it under the verdict's name)."""
     deadline = clock.now() + LINGER
     while (left := deadline - clock.now()) > 0:
         msg = await receive_timeout(left, match_any(lambda m: m))
@@ -370,9 +369,12 @@ class SlaveRun:
         if not self.masterless:
             cpu, ahead, node = clock.cpu(), self.books.ahead, get_self_node()
             send(self.master, Outcome(self.me, node, count, result.sum, cpu, ahead, timeline))
-        # keep the verdict for a slave that was left out and wakes late; let a new run
-        # in at once (it need not wait for that)
-        spawn_local(_keep_verdict, self.verdict_name, count, self.books)
+        # keep the verdict for a slave that was left out and wakes late, under a name
+        # given at once: a new ring process of ours that starts in this very turn must
+        # see that we finished (else it would finish, and print, again)
+        if whereis(self.verdict_name) is None:
+            register(self.verdict_name, spawn_local(_keep_verdict, count, self.books))
+        # let a new run in at once (it need not wait for that)
         if whereis(RING_NAME) == self.pid:
             unregister(RING_NAME)
 
