@@ -116,7 +116,7 @@ def plan(runs: int, fault_free: int, rng: random.Random) -> list[Run]:
 
 def execute(run: Run, logs: str | None) -> None:
     command = [
-        *(sys.executable, "-m", "cloudy.cli", "local", "--slaves", str(SLAVES)),
+        *(sys.executable, "-m", "cloudy", "local", "--slaves", str(SLAVES)),
         *("--send-for", f"{SEND_FOR:g}s", "--wait-for", f"{WAIT_FOR:g}s"),
         *("--with-seed", str(run.number), *run.flags),
     ]

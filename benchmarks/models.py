@@ -42,8 +42,8 @@ from typing import IO, Any
 
 from _common import Parser, positive, stop_child, whole
 
-from cloudy.cli_args import parse_duration
-from cloudy.plot import PlotError, check_path, draw_scaling
+from cloudy.cli.args import parse_duration
+from cloudy.cli.plot import PlotError, check_path, draw_scaling
 from cloudy.ring import expected_result
 from cloudy.ring.stream import DEFAULT_WINDOW
 
@@ -219,7 +219,7 @@ def command(model: str, slaves: int, seed: int, args: argparse.Namespace) -> lis
     if model == "stream" and args.window is not None:
         extra = ["--window", str(args.window)]
     return [
-        *(sys.executable, "-m", "cloudy.cli", "local", "--json", "--slaves", str(slaves)),
+        *(sys.executable, "-m", "cloudy", "local", "--json", "--slaves", str(slaves)),
         *("--send-for", args.send_for, "--wait-for", args.wait_for),
         *("--with-seed", str(seed), "--model", model, *extra),
     ]

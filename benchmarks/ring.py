@@ -26,7 +26,7 @@ def main() -> int:
     args = parser.parse_args()
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "cloudy.cli", "local", "--json"),
+            *(sys.executable, "-m", "cloudy", "local", "--json"),
             *("--slaves", str(args.slaves), "--send-for", args.send_for),
             *("--wait-for", args.wait_for, "--with-seed", args.with_seed),
         ],

@@ -17,7 +17,7 @@ from cloudy.aio import free_port
 __all__ = ["CLOUDY", "as_on_a_terminal", "ended_by_pid", "own_discovery_port"]
 __all__ += ["processes_mentioning", "run_local"]
 
-CLOUDY = [sys.executable, "-m", "cloudy.cli"]
+CLOUDY = [sys.executable, "-m", "cloudy"]
 
 
 def as_on_a_terminal(env: dict[str, str]) -> dict[str, str]:

@@ -18,11 +18,12 @@ import pytest
 from procs import processes_mentioning
 
 from cloudy.aio import free_port
-from cloudy.cli import main, parse_duration
+from cloudy.cli import main
+from cloudy.cli.values import parse_duration
 from cloudy.ring import expected_result
 
 RESULT_LINE = re.compile(r"^(nid://\S+) <(\d+), (\S+)>$", re.M)
-CLOUDY = [sys.executable, "-m", "cloudy.cli"]
+CLOUDY = [sys.executable, "-m", "cloudy"]
 
 
 # --- arguments ------------------------------------------------------------------------

@@ -24,12 +24,12 @@ import pytest
 from procs import ended_by_pid, processes_mentioning
 
 from cloudy.aio import free_port
-from cloudy.cli_args import build_parser
-from cloudy.cli_help import COMMANDS
+from cloudy.cli.args import build_parser
+from cloudy.cli.help import COMMANDS
 from cloudy.ring import expected_result
 
 ROOT = Path(__file__).resolve().parents[1]
-CLOUDY = [sys.executable, "-m", "cloudy.cli"]
+CLOUDY = [sys.executable, "-m", "cloudy"]
 NODE_COMMANDS = ("slave", "master", "local", "peers", "doctor")
 NOT_HERE = "10.255.255.1"  # an address of no interface of this machine: binding fails
 

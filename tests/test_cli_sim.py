@@ -149,7 +149,7 @@ def test_failing_seeds_and_mismatches_are_said_with_their_replay_and_exit_1(
     assert "ring: 3 schedules, 1 with violations" in out
     assert SUMMARY.match(out[-1]) and out[-1].startswith("3 schedules, 1 violations, 1 mism")
 
-    monkeypatch.setattr("cloudy.cli_sim.run_schedule", broken)
+    monkeypatch.setattr("cloudy.cli.sim.run_schedule", broken)
     assert main(["sim", "--seed", "2", "--model", "ring", "--json"]) == 1
     one = json.loads(capsys.readouterr().out)
     assert one["ok"] is False and one["violations"] == 1

@@ -23,7 +23,7 @@ from procs import as_on_a_terminal, own_discovery_port
 
 from cloudy.ring import expected_result
 
-CLOUDY = [sys.executable, "-m", "cloudy.cli"]
+CLOUDY = [sys.executable, "-m", "cloudy"]
 RESULT_LINE = re.compile(r"^(nid://\S+) <(\d+), (\S+)>$")
 BAR = "━"
 

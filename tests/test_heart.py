@@ -24,10 +24,10 @@ from cloudy import NodeId
 from cloudy.aio import free_port
 from cloudy.backend import simplelocalnet as sl
 from cloudy.cli import main
-from cloudy.heart import Intensity, describe_status, parse_intensity
-from cloudy.local import LocalSlaves
+from cloudy.cli.heart import Intensity, describe_status, parse_intensity
+from cloudy.cli.local import LocalSlaves
 
-CLOUDY = [sys.executable, "-m", "cloudy.cli"]
+CLOUDY = [sys.executable, "-m", "cloudy"]
 STARTED = re.compile(r"^heart: started slave (nid://\S+), pid (\d+)$", re.M)
 
 

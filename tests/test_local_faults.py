@@ -13,10 +13,10 @@ import time
 import pytest
 from procs import run_local
 
-from cloudy.faults import Fault, FaultInjector, parse_freeze, plan_faults
+from cloudy.cli.faults import Fault, FaultInjector, parse_freeze, plan_faults
 from cloudy.ring import expected_result
 
-CLOUDY = [sys.executable, "-m", "cloudy.cli"]
+CLOUDY = [sys.executable, "-m", "cloudy"]
 RUN = ["--slaves", "4", "--send-for", "2s", "--wait-for", "1s"]
 RESULT = re.compile(r"^(nid://\S+) <(\d+), (\S+)>( \(finished without a master\))?$", re.M)
 

@@ -1,4 +1,4 @@
-"""A node's counters for Prometheus: ``LocalNode(metrics_port=...)`` and ``cloudy slave
+"""A node's counters for Prometheus: ``LocalNode(services=[Metrics(...)])`` and ``cloudy slave
 --metrics-port``, scraped over HTTP and read with prometheus-client's own parser; and
 the one line a user gets without prometheus-client."""
 
@@ -36,12 +36,12 @@ from cloudy import (
     whereis_remote,
 )
 from cloudy.aio import free_port
-from cloudy.metrics import MetricsServer, Snapshot
+from cloudy.observe.metrics import Metrics, MetricsServer, Snapshot
 from cloudy.testing import NodeProcess
 
 COOKIE = "test-metrics"
 N = 200
-CLOUDY = [sys.executable, "-m", "cloudy.cli"]
+CLOUDY = [sys.executable, "-m", "cloudy"]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -72,10 +72,10 @@ async def idle() -> None:
 
 
 async def test_the_endpoint_serves_the_nodes_counters(peer: NodeProcess) -> None:
-    async with LocalNode("127.0.0.1", 0, cookie=COOKIE, metrics_port=0) as node:
-        assert node.metrics_port not in (None, 0)
-        port = node.metrics_port
-        assert port is not None
+    metrics = Metrics(0)
+    async with LocalNode("127.0.0.1", 0, cookie=COOKIE, services=[metrics]) as node:
+        assert metrics.port != 0
+        port = metrics.port
         me = str(node.node_id)
 
         async def exchange() -> None:
@@ -182,8 +182,8 @@ def test_without_prometheus_client_a_metrics_port_says_what_to_install() -> None
         [
             sys.executable,
             "-c",
-            BLOCKED + "from cloudy import LocalNode\n"
-            "try:\n    LocalNode(metrics_port=0)\n"
+            BLOCKED + "from cloudy.observe.metrics import Metrics\n"
+            "try:\n    Metrics(0)\n"
             "except ImportError as e:\n    print(type(e).__name__, e)",
         ],
         capture_output=True,
@@ -208,7 +208,7 @@ async def test_a_metrics_port_in_use_fails_the_start_and_leaves_nothing_listenin
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        node = LocalNode("127.0.0.1", 0, cookie=COOKIE, metrics_port=port)
+        node = LocalNode("127.0.0.1", 0, cookie=COOKIE, services=[Metrics(port)])
         with pytest.raises(OSError) as raised:
             await node.start()
         # one line that says which port, for what, and what to do

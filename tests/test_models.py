@@ -33,7 +33,7 @@ def test_every_model_agrees_with_the_oracle_and_sends_nothing_late(model: str, s
     seed = 100 + slaves
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "cloudy.cli", "local", "--json", "--model", model),
+            *(sys.executable, "-m", "cloudy", "local", "--json", "--model", model),
             *("--slaves", str(slaves), "--send-for", "500ms", "--wait-for", "500ms"),
             *("--with-seed", str(seed), *MODELS[model]),
         ],

@@ -25,13 +25,13 @@ def network() -> Iterator[Network]:
 def test_the_experiment_across_three_hosts_over_real_multicast(network: Network) -> None:
     env = environment("netns-experiment")
     slaves = [
-        network.run(i, sys.executable, "-m", "cloudy.cli", "slave", address, "7000", env=env)
+        network.run(i, sys.executable, "-m", "cloudy", "slave", address, "7000", env=env)
         for i, (_, address) in enumerate(network.hosts[:3])
     ]
     master_address = network.hosts[3][1]
     master = network.run(
         3,
-        *(sys.executable, "-m", "cloudy.cli", "master", master_address, "7000"),
+        *(sys.executable, "-m", "cloudy", "master", master_address, "7000"),
         *("300000", "200000", "3", "--slaves", "3", "--json"),
         env=env,
     )
@@ -100,7 +100,7 @@ def test_a_node_on_loopback_and_one_on_the_lan_address_of_one_host_stay_apart(
     (_, here), (_, there) = network.hosts[:2]
     slave = network.run(
         1,
-        *(sys.executable, "-m", "cloudy.cli", "slave", there, "7000"),
+        *(sys.executable, "-m", "cloudy", "slave", there, "7000"),
         *("--discovery-port", "7999"),
         env=env,
     )
@@ -119,9 +119,7 @@ def test_a_node_on_loopback_and_one_on_the_lan_address_of_one_host_stay_apart(
 
 def test_doctor_inside_a_host_sees_multicast_and_no_loopback_warning(network: Network) -> None:
     env = environment("netns-doctor")
-    doctor = network.run(
-        0, sys.executable, "-m", "cloudy.cli", "doctor", network.hosts[0][1], env=env
-    )
+    doctor = network.run(0, sys.executable, "-m", "cloudy", "doctor", network.hosts[0][1], env=env)
     out, err = doctor.communicate(timeout=30)
     assert doctor.returncode == 0, out + err
     assert "comes back" in out

@@ -20,7 +20,7 @@ import pytest
 from procs import run_local
 
 from cloudy import NodeId
-from cloudy.plot import draw_scaling, run_figure
+from cloudy.cli.plot import draw_scaling, run_figure
 from cloudy.ring import timeline as timeline_module
 from cloudy.ring.master import Report, SlaveReport
 from cloudy.ring.protocol import Outcome
@@ -31,7 +31,7 @@ import matplotlib.image
 import matplotlib.pyplot as plt
 import matplotlib.text
 
-CLOUDY = [sys.executable, "-m", "cloudy.cli"]
+CLOUDY = [sys.executable, "-m", "cloudy"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 COLOUR_TYPES = {2: "RGB", 6: "RGBA"}
 SEND_GREEN = (0xD8, 0xF0, 0xD8)  # the SEND phase's shade (plot.PHASE_COLOURS)

@@ -21,7 +21,7 @@ from cloudy.ring import expected_result
 
 pytestmark = pytest.mark.load
 
-CLOUDY = [sys.executable, "-m", "cloudy.cli"]
+CLOUDY = [sys.executable, "-m", "cloudy"]
 RESULT = r"^(nid://\S+) <(\d+), (\S+)> \(finished without a master\)$"
 
 

@@ -19,13 +19,13 @@ from procs import ended_by_pid
 
 from cloudy import NodeId, call, closure
 from cloudy.backend import simplelocalnet as sl
+from cloudy.backend.discovery import DEFAULT_GROUP
 from cloudy.backend.tools import doctor
 from cloudy.testing import free_port
-from cloudy.transport.discovery import DEFAULT_GROUP
 from cloudy.wire import discovery as D
 
 ROOT = Path(__file__).resolve().parent.parent
-CLOUDY = [sys.executable, "-m", "cloudy.cli"]
+CLOUDY = [sys.executable, "-m", "cloudy"]
 
 
 def unique_cookie(name: str) -> str:

@@ -22,12 +22,12 @@ from rich.console import Console, RenderableType
 from top_funcs import LEFT_IN_MAILBOX, PARKED, TICKER
 
 from cloudy import NodeId, NodeStats, PeerStats, ProcessId, ProcessInfo, ProcessSummary
-from cloudy.backend.observe import Sample, merge_found
 from cloudy.cli import main
+from cloudy.observe.sample import Sample, merge_found
+from cloudy.observe.top_view import per_second, process_rows, process_table, screen
 from cloudy.testing import NodeProcess, free_port
-from cloudy.top_view import per_second, process_rows, process_table, screen
 
-CLOUDY = [sys.executable, "-m", "cloudy.cli"]
+CLOUDY = [sys.executable, "-m", "cloudy"]
 ME = NodeId("127.0.0.1", 9000)  # the observing node
 A, B, C = (NodeId("127.0.0.1", port) for port in (9001, 9002, 9003))
 

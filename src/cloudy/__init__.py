@@ -90,6 +90,8 @@ from .messages import (
     WhereIsReply,
 )
 from .node import LocalNode
+from .node.service import NodeService
+from .node.stats import NodeSnapshot
 from .process import (
     Match,
     call,
@@ -150,6 +152,8 @@ __all__ = [
     "NodeClosedError",
     "NodeId",
     "NodeMonitorNotification",
+    "NodeService",
+    "NodeSnapshot",
     "NodeStats",
     "NodeUnreachable",
     "NotChannelOwnerError",

@@ -7,6 +7,8 @@ wrong" from "it broke over there".
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ __all__ = [
     "RemoteCallError",
     "RemoteError",
     "SpawnError",
+    "listen_error",
 ]
 
 
@@ -137,3 +140,36 @@ class RemoteCallError(RemoteError):
         super().__init__(f"on {node}: {message}")
         self.node = node
         self.remote_message = message
+
+
+# --- saying why a port cannot be listened on -------------------------------------------
+
+
+def listen_error(host: str, port: int, error: OSError, what: str = "") -> OSError:
+    """*error* from listening on *host*:*port* (for *what*, if said), in one line with
+    what to do instead (same errno; the line is its ``strerror``, and ``str`` without
+    the ``[Errno N]``)."""
+    where = f"cannot listen{what and ' for ' + what} on {host}:{port}"
+    if isinstance(error, socket.gaierror):
+        why = (
+            f"{host!r} does not resolve ({error.strerror}); name this machine by an address "
+            "(127.0.0.1) or by a name in /etc/hosts or DNS"
+        )
+    elif error.errno == errno.EADDRNOTAVAIL:
+        why = (
+            f"{host} is not an address of this machine; use 127.0.0.1 (this machine alone) "
+            "or one of the addresses `hostname -I` lists"
+        )
+    elif error.errno == errno.EADDRINUSE:
+        why = (
+            f"port {port} is in use (address already in use); stop what holds it or "
+            "choose another port (0 picks a free one)"
+        )
+    else:
+        why = error.strerror or str(error)
+    return _OneLine(error.errno, f"{where}: {why}")
+
+
+class _OneLine(OSError):
+    def __str__(self) -> str:
+        return str(self.strerror)

@@ -34,7 +34,7 @@ from .. import (
     whereis_remote_async,
 )
 from ..identity import port_number
-from ..transport.discovery import DEFAULT_GROUP, DEFAULT_PORT, Discovery, interface_address
+from .discovery import DEFAULT_GROUP, DEFAULT_PORT, Discovery, interface_address
 
 __all__ = [
     "DEFAULT_DISCOVERY_TIMEOUT",

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from ..cookie import cookie_path, resolve_cookie
 from ..identity import NodeId
-from ..transport.discovery import DEFAULT_GROUP, DEFAULT_PORT, Discovery, interface_address
+from .discovery import DEFAULT_GROUP, DEFAULT_PORT, Discovery, interface_address
 from .localnet import DEFAULT_DISCOVERY_TIMEOUT, initialize_backend
 
 __all__ = ["doctor", "peers"]

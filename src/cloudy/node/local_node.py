@@ -14,7 +14,9 @@ built, so that no part reaches back into the node:
 * `Controller` (``controller.py``) — what arrives from peers;
 * the runner (``runner.py``) runs each process and reports its end to `_ended`;
 * `Stats` (``stats.py``) — what the node tells of itself and its processes, read on
-  demand (and served to Prometheus by `cloudy.metrics` when asked for).
+  demand (`snapshot`: what a view such as the Prometheus exporter shows);
+* its `NodeService`s (``service.py``) — what runs beside it, started and closed
+  with it (the node knows them by that protocol only).
 
 The node itself routes messages (local: a mailbox append; remote: the outbox),
 starts processes, and owns every background task (dials, the heartbeat), which
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from ..closure import Closure, RemoteTable, default_remote_table
@@ -45,7 +47,6 @@ from ..messages import (
     ProcessMonitorNotification,
     ProcessSummary,
 )
-from ..metrics import MetricsServer, require_prometheus
 from ..transport.admission import DEFAULT_MAX_PENDING_HANDSHAKES
 from ..transport.tcp import DEFAULT_SEND_HIGH_WATER, Connection, SSLConfig, Transport
 from ..wire.codec import to_wire
@@ -61,7 +62,8 @@ from .registry import Registry
 from .requests import Requests
 from .routing import Router
 from .runner import run_process
-from .stats import Stats
+from .service import NodeService
+from .stats import NodeSnapshot, Stats
 from .table import ProcessTable, new_creation
 from .trace import Tracer
 from .waiting import waits_in
@@ -117,10 +119,8 @@ class LocalNode(Router):
     same handshake and cookie) unless *local_sockets* is False (default: on unless
     ``$CLOUDY_LOCAL_SOCKETS`` is 0) or *ssl* is set.
 
-    With *metrics_port* (0: any free one, then see `metrics_port`) the node serves
-    its counters in Prometheus's text format at ``http://HOST:PORT/metrics`` (see
-    `cloudy.metrics`); that needs ``pip install 'cloudy[metrics]'`` (else
-    `cloudy.metrics.MetricsUnavailable`, at once).
+    *services* (`NodeService`) start once it listens and close before it does:
+    ``services=[Metrics(9100)]`` serves Prometheus (`cloudy.observe.metrics`).
     """
 
     def __init__(
@@ -139,14 +139,10 @@ class LocalNode(Router):
         mailbox_warn_at: int = DEFAULT_WARN_AT,
         mailbox_pause_at: int = DEFAULT_PAUSE_AT,
         logger: bool = True,
-        metrics_port: int | None = None,
         local_sockets: bool | None = None,
+        services: Sequence[NodeService] = (),
     ) -> None:
-        if metrics_port is not None:
-            require_prometheus()
-        #: The port serving Prometheus metrics once started (None: not served).
-        self.metrics_port = metrics_port
-        self._metrics: MetricsServer | None = None
+        self._services, self._started = list(services), list[NodeService]()
         self.host = host
         self.node_id = NodeId(host, port_number(port))
         self.remote_table = remote_table if remote_table is not None else default_remote_table
@@ -235,14 +231,14 @@ class LocalNode(Router):
         self.node_id = self._table.node_id = transport.local = NodeId(self.host, port)
         self._outbox.transport = transport
         self._own(transport.heartbeat(), "cloudy-heartbeat")
-        if self.metrics_port is not None:
-            try:
-                snapshot = lambda: self._stats.snapshot(transport)  # noqa: E731
-                self._metrics = MetricsServer(self.host, self.metrics_port, snapshot)
-            except BaseException:
-                await transport.close()
-                raise
-            self.metrics_port = self._metrics.port
+        try:
+            for service in self._services:
+                await service.start(self)
+                self._started.append(service)
+        except BaseException:
+            await self._close_services()
+            await transport.close()
+            raise
         if self._want_logger:
             self.registry.register("logger", self.fork_process(logger_loop))
 
@@ -260,10 +256,13 @@ class LocalNode(Router):
         await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
         self._outbox.flush()
         self._requests.close()
-        if self._metrics is not None:
-            await self._metrics.close()
+        await self._close_services()
         if self._transport is not None:
             await self._transport.close()
+
+    async def _close_services(self) -> None:
+        while self._started:  # (in the reverse order of their start)
+            await self._started.pop().close()
 
     def _own(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run *coro* as a background task of this node, cancelled by `close`."""
@@ -354,6 +353,10 @@ class LocalNode(Router):
     def node_stats(self) -> NodeStats:
         """This node's counts and traffic (see `cloudy.NodeStats`)."""
         return self._stats.node_stats(self._transport)
+
+    def snapshot(self) -> NodeSnapshot:
+        """Its stats and its mailboxes' lengths, now (on the node's loop)."""
+        return self._stats.snapshot(self._transport)
 
     def _watch_remote_name(self, name: str, pid: ProcessId) -> None:
         """Free *name* when remote process *pid* ends or its node is lost."""

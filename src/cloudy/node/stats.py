@@ -12,10 +12,11 @@ counts (see ``cloudy.transport.traffic``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .. import clock
 from ..identity import NodeId
 from ..messages import NodeStats, PeerStats, ProcessInfo, ProcessSummary
-from ..metrics import Snapshot
 from ..transport.tcp import LOCAL, Connection, ConnState, Transport
 from ..transport.traffic import STALE_PID
 from .mailbox import Process
@@ -24,7 +25,18 @@ from .registry import Registry
 from .table import ProcessTable
 from .waiting import waiting_in
 
-__all__ = ["Stats"]
+__all__ = ["NodeSnapshot", "Stats"]
+
+
+@dataclass(frozen=True)
+class NodeSnapshot:
+    """A node's stats and its mailboxes, taken at once on its loop (what a scrape of
+    its metrics shows)."""
+
+    stats: NodeStats
+    mailboxes: dict[str, int]  # registered name -> its mailbox length
+    mailbox_messages: int  # in every mailbox together
+    mailbox_longest: int
 
 
 class Stats:
@@ -66,7 +78,7 @@ class Stats:
         procs = sorted(self._table.procs.items())
         return [ProcessSummary(proc.pid, self.process_info(proc)) for _, proc in procs]
 
-    def snapshot(self, transport: Transport | None) -> Snapshot:
+    def snapshot(self, transport: Transport | None) -> NodeSnapshot:
         """What a scrape of the node's metrics shows: its stats and its mailboxes."""
         lengths = [len(p.mailbox) for p in self._table.procs.values() if p.mailbox]
         named = {}
@@ -75,7 +87,7 @@ class Stats:
             if proc is not None:
                 named[name] = len(proc.mailbox) if proc.mailbox else 0
         stats = self.node_stats(transport)
-        return Snapshot(stats, named, sum(lengths), max(lengths, default=0))
+        return NodeSnapshot(stats, named, sum(lengths), max(lengths, default=0))
 
     def node_stats(self, transport: Transport | None) -> NodeStats:
         """This node's counts (no traffic before it starts)."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import socket
 import ssl as _ssl
@@ -33,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import clock
-from ..errors import ConnectionRefusedByPeer, NodeUnreachable
+from ..errors import ConnectionRefusedByPeer, NodeUnreachable, listen_error
 from ..identity import NodeId
 from ..wire.framing import DEFAULT_MAX_FRAME
 from . import unix
@@ -70,36 +69,6 @@ TICKS_PER_TIMEOUT = 5
 LATE_TICKS = 2
 # Lost connections kept for a look after the loss (the newest, one per node).
 KEPT_CLOSED = 16
-
-
-def listen_error(host: str, port: int, error: OSError, what: str = "") -> OSError:
-    """*error* from listening on *host*:*port* (for *what*, if said), in one line with
-    what to do instead (same errno; the line is its ``strerror``, and ``str`` without
-    the ``[Errno N]``)."""
-    where = f"cannot listen{what and ' for ' + what} on {host}:{port}"
-    if isinstance(error, socket.gaierror):
-        why = (
-            f"{host!r} does not resolve ({error.strerror}); name this machine by an address "
-            "(127.0.0.1) or by a name in /etc/hosts or DNS"
-        )
-    elif error.errno == errno.EADDRNOTAVAIL:
-        why = (
-            f"{host} is not an address of this machine; use 127.0.0.1 (this machine alone) "
-            "or one of the addresses `hostname -I` lists"
-        )
-    elif error.errno == errno.EADDRINUSE:
-        why = (
-            f"port {port} is in use (address already in use); stop what holds it or "
-            "choose another port (0 picks a free one)"
-        )
-    else:
-        why = error.strerror or str(error)
-    return _OneLine(error.errno, f"{where}: {why}")
-
-
-class _OneLine(OSError):
-    def __str__(self) -> str:
-        return str(self.strerror)
 
 
 class Transport:

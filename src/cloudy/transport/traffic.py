@@ -10,7 +10,7 @@ frames or connections refused, by reason. A node's totals are these sums plus it
 live connections' own.
 
 Everything here is read and written on the node's event loop only; a reader in
-another thread asks the loop for a snapshot (see ``cloudy.metrics``).
+another thread asks the loop for a snapshot (see ``cloudy.observe.metrics``).
 """
 
 from __future__ import annotations

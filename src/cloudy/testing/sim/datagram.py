@@ -1,5 +1,5 @@
 """Simulated UDP: multicast groups and datagram endpoints, for SimpleLocalnet's
-discovery (``transport/discovery.py``, which asks the running loop for them through
+discovery (``backend/discovery.py``, which asks the running loop for them through
 ``cloudy_multicast_join`` and ``cloudy_multicast_open`` when it has them).
 
 Every simulated host is on one LAN segment: a datagram sent to a group reaches each

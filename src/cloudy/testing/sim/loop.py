@@ -211,7 +211,7 @@ class SimLoop(asyncio.BaseEventLoop):
         )
         return server
 
-    # --- multicast, for discovery (``transport/discovery.py`` asks for these) -------------
+    # --- multicast, for discovery (``backend/discovery.py`` asks for these) -------------
 
     async def cloudy_multicast_join(
         self, group: str, port: int, interface: str, factory: Callable[[], Any]

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO, cast
 
-from .ring import Params, Report
+from ..ring import Params, Report
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from . import (
+from .. import (
     Closure,
     CloudyError,
     DiedDisconnect,
@@ -47,8 +47,8 @@ from . import (
     spawn,
     spawn_local,
 )
-from . import exit as exit_process
-from .supervisor_spec import (
+from .. import exit as exit_process
+from .spec import (
     MAX_INTENSITY_REASON,
     RETRY_AFTER,
     ChildCounts,

@@ -22,12 +22,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .cli_args import UsageError
-from .cli_progress import progress_bar
-from .ring.simulated import SIM_MODELS, Outcome, Schedule, run_schedule
-from .ring.sweep import Done, Summary, nth_schedule, schedules, sweep
+from ..ring.simulated import SIM_MODELS, Outcome, Schedule, run_schedule
+from ..ring.sweep import Done, Summary, nth_schedule, schedules, sweep
+from ..testing.sim.faults import FaultPlan, PlanError
+from .args import UsageError
+from .progress import progress_bar
 from .sim_args import DEFAULT_FIRST, DEFAULT_SEEDS
-from .testing.sim.faults import FaultPlan, PlanError
 
 __all__ = ["cmd_sim", "replay_line"]
 # A violation is said in one line, some of them long: the text output shows this much.

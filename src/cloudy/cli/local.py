@@ -6,7 +6,7 @@ every one of them by its PID when it is left — normally, on failure, or on Ctr
 first a grace period, then SIGTERM, then SIGKILL. Each child also watches its stdin
 (`exit_with_stdin`), so that it ends by itself when its parent has gone.
 
-Each slave runs under ``--heart`` (`cloudy.heart`): the PID `LocalSlaves` holds is a small
+Each slave runs under ``--heart`` (`cloudy.cli.heart`): the PID `LocalSlaves` holds is a small
 parent process that restarts the slave node, on the same host and port, if it dies during
 the run, and ends it when it is itself ended (or when its stdin closes). A slave that a
 master terminated exits normally, and its heart with it.
@@ -42,10 +42,10 @@ from typing import IO
 
 import msgspec
 
-from .aio import free_port
+from ..aio import free_port
+from ..identity import NodeId
+from ..ring import ExperimentError, Params, Report, RingResult
 from .heart import die_with_parent
-from .identity import NodeId
-from .ring import ExperimentError, Params, Report, RingResult
 
 __all__ = [
     "SLAVE_EXIT_GRACE",
@@ -287,7 +287,7 @@ class LocalSlaves:
 
 def cloudy_command() -> list[str]:
     """The command line that runs ``cloudy`` with this Python."""
-    return [sys.executable, "-m", "cloudy.cli"]
+    return [sys.executable, "-m", "cloudy"]
 
 
 def wait_or_kill(procs: Sequence[subprocess.Popen[bytes]], grace: float) -> None:

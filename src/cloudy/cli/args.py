@@ -1,5 +1,5 @@
 """The ``cloudy`` command's arguments: the parser and reading argv (the values' types
-are in `cloudy.cli_values`).
+are in `cloudy.cli.values`).
 
 `parse_args` reads a command line into a namespace with ``command`` set; a bad argument
 raises `UsageError` (one line for the user, exit status 2).
@@ -13,16 +13,16 @@ import re
 import sys
 from typing import NoReturn
 
-from . import cli_values as v
-from .backend.localnet import DEFAULT_DISCOVERY_TIMEOUT
-from .cli_help import COMMANDS, MAIN_DESCRIPTION, MAIN_EPILOG, HelpFormatter
-from .cli_values import parse_duration
+from ..backend.discovery import DEFAULT_PORT
+from ..backend.localnet import DEFAULT_DISCOVERY_TIMEOUT
+from ..ring.model import MODELS
+from ..ring.stream import DEFAULT_WINDOW
+from . import values as v
 from .heart import DEFAULT_INTENSITY
-from .ring.model import MODELS
-from .ring.stream import DEFAULT_WINDOW
+from .help import COMMANDS, MAIN_DESCRIPTION, MAIN_EPILOG, HelpFormatter
 from .sim_args import add_sim_arguments
 from .top_args import add_observer_arguments
-from .transport.discovery import DEFAULT_PORT
+from .values import parse_duration
 
 __all__ = ["UsageError", "build_parser", "parse_args", "parse_duration"]
 

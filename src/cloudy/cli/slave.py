@@ -21,8 +21,8 @@ import signal
 from types import FrameType
 from typing import Any
 
-from .aio import run
-from .backend import simplelocalnet as sl
+from ..aio import run
+from ..backend import simplelocalnet as sl
 from .local import exit_with_stdin
 
 __all__ = ["run_slave_node"]

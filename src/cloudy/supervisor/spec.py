@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import (
+from .. import (
     Closure,
     CloudyError,
     DiedNormal,

@@ -16,9 +16,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import CloudyError
-from .ring.master import Report, SlaveReport
-from .ring.timeline import Event
+from ..errors import CloudyError
+from ..ring.master import Report, SlaveReport
+from ..ring.timeline import Event
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -16,8 +16,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from . import NodeId, NodeStats, PeerStats, ProcessSummary
-from .backend.observe import Sample
+from .. import NodeId, NodeStats, PeerStats, ProcessSummary
+from .sample import Sample
 
 __all__ = [
     "node_table",

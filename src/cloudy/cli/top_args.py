@@ -1,12 +1,12 @@
 """The arguments of ``cloudy top`` and ``cloudy ps`` (their own, besides discovery and
-the cookie, which `cloudy.cli_args` adds as for every tool)."""
+the cookie, which `cloudy.cli.args` adds as for every tool)."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 
-from .identity import NodeId
+from ..identity import NodeId
 
 __all__ = ["add_observer_arguments"]
 

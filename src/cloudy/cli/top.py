@@ -5,7 +5,7 @@ again every `REDISCOVER` seconds), and on a terminal redraws every ``--interval`
 n and p (or the arrow keys) select the next or previous node whose processes are
 shown, q or Ctrl-C quits. Piped, or with ``--once``, it prints one view. ``cloudy ps
 NODE`` prints that node's processes once (``--json``: as a JSON list). Both take two
-samples ``--interval`` apart to give rates per second (`cloudy.top_view`).
+samples ``--interval`` apart to give rates per second (`cloudy.observe.top_view`).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from . import CloudyError, NodeId, NodeStats
-from .aio import run
-from .backend.observe import Observer, Sample
-from .cli_args import UsageError
-from .top_view import process_rows, process_table, screen
+from .. import CloudyError, NodeId, NodeStats
+from ..aio import run
+from ..observe.sample import Observer, Sample
+from ..observe.top_view import process_rows, process_table, screen
+from .args import UsageError
 
 __all__ = ["REDISCOVER", "cmd_ps", "cmd_top"]
 
@@ -194,7 +194,7 @@ async def _rediscover(observer: Observer) -> None:
         try:
             await observer.discover()
         except (CloudyError, OSError) as e:  # shown in the view; the next round may do
-            logging.getLogger("cloudy.top").warning("discovery failed: %s", e)
+            logging.getLogger("cloudy.cli.top").warning("discovery failed: %s", e)
 
 
 async def _next_key(keys: asyncio.Queue[str], deadline: float) -> str | None:

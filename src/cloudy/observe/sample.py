@@ -23,7 +23,7 @@ from .. import (
     get_node_stats,
     get_process_infos,
 )
-from .localnet import DEFAULT_DISCOVERY_TIMEOUT, Backend, by_address, initialize_backend
+from ..backend.localnet import DEFAULT_DISCOVERY_TIMEOUT, Backend, by_address, initialize_backend
 
 __all__ = ["ANSWER_TIMEOUT", "Observer", "Sample", "merge_found"]
 

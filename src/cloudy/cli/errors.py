@@ -8,8 +8,8 @@ import argparse
 import json
 import sys
 
-from .cli_args import UsageError
-from .cli_help import COMMANDS
+from .args import UsageError
+from .help import COMMANDS
 
 __all__ = ["explain", "report_failure"]
 

@@ -1,6 +1,6 @@
 """The ``cloudy`` command: the experiment's slave, master and one-machine run, and tools.
 
-Every command has its own --help with examples (texts in `cloudy.cli_help`).
+Every command has its own --help with examples (texts in `cloudy.cli.help`).
 
 cloudy slave HOST PORT [--heart [--heart-intensity R/T]] [--metrics-port N]
 cloudy master HOST PORT [SEND_US GRACE_US SEED] [--send-for 2s --wait-for 1s --with-seed 0]
@@ -16,7 +16,7 @@ cloudy top [NODE...] [--node NODE --once]; cloudy ps NODE [--json]
 (slave, master, local, peers, doctor, top and ps also take --cookie C)
 
 Bad arguments give one line on stderr and exit status 2; a failed run exits 1
-(`cloudy.cli_errors`: with --json, also {"ok": false, "error": ...} on stdout).
+(`cloudy.cli.errors`: with --json, also {"ok": false, "error": ...} on stdout).
 """
 
 from __future__ import annotations
@@ -33,23 +33,23 @@ from typing import Any, TextIO
 
 import msgspec
 
-from .aio import run
-from .backend import simplelocalnet as sl
-from .backend import tools
-from .cli_args import UsageError, parse_args, parse_duration
-from .cli_errors import report_failure
-from .cli_verify import cmd_verify
+from ..aio import run
+from ..backend import simplelocalnet as sl
+from ..backend import tools
+from ..errors import CloudyError
+from ..identity import NodeId
+from ..ring.master import ExperimentError, Params, Progress, Report, run_experiment
+from .args import UsageError, parse_args, parse_duration
 from .display import Display, display_for
-from .errors import CloudyError
+from .errors import report_failure
 from .faults import Fault, FaultInjector, Victim, plan_faults
 from .heart import describe_status, keep_running
-from .identity import NodeId
 from .interrupt import leave_on_ctrl_c
 from .local import LocalSlaves, SlaveOutcome, cloudy_command
 from .plot import picture
-from .ring.master import ExperimentError, Params, Progress, Report, run_experiment
-from .slave_cmd import run_slave_node
+from .slave import run_slave_node
 from .top import cmd_ps, cmd_top
+from .verify import cmd_verify
 
 __all__ = ["main", "parse_duration"]
 
@@ -83,13 +83,18 @@ def _params(args: argparse.Namespace) -> Params:
 
 # flag (as argparse names it) -> the backend's (and its node's) option
 _OPTIONS = {"discovery_port": "multicast_port", "detect": "heartbeat_timeout"}
-_OPTIONS |= {"peers": "peers", "metrics_port": "metrics_port"}
+_OPTIONS |= {"peers": "peers"}
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
-    options = {"cookie": args.cookie} if args.cookie is not None else {}
+    options: dict[str, Any] = {"cookie": args.cookie} if args.cookie is not None else {}
     given = {flag: getattr(args, flag, None) for flag in _OPTIONS}
-    return options | {_OPTIONS[flag]: value for flag, value in given.items() if value is not None}
+    options |= {_OPTIONS[flag]: value for flag, value in given.items() if value is not None}
+    if getattr(args, "metrics_port", None) is not None:  # the node serves its metrics
+        from ..observe.metrics import Metrics
+
+        options["services"] = [Metrics(args.metrics_port)]
+    return options
 
 
 async def _master(
@@ -372,7 +377,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
-    from .cli_sim import cmd_sim  # (the simulator is loaded only for `cloudy sim`)
+    from .sim import cmd_sim  # (the simulator is loaded only for `cloudy sim`)
 
     return cmd_sim(args)
 
@@ -386,7 +391,3 @@ def main(argv: list[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except (UsageError, KeyboardInterrupt, CloudyError, OSError, ValueError) as e:
         return report_failure(e, argv, args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

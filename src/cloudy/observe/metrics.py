@@ -1,15 +1,17 @@
-"""A node's counters for Prometheus: ``LocalNode(metrics_port=N)`` serves them over HTTP.
+"""A node's counters for Prometheus: ``LocalNode(services=[Metrics(N)])`` serves them
+over HTTP (``cloudy slave --metrics-port N`` hands the node that service).
 
 Theory of operation
 -------------------
 prometheus-client is an optional extra (``pip install 'cloudy[metrics]'``); asking for
 metrics without it raises `MetricsUnavailable`, which says so. Nothing is counted for
-Prometheus as messages go by: a custom collector reads the node's own counters (see
-`cloudy.NodeStats`) when Prometheus scrapes. prometheus-client's HTTP server answers
-in a thread of its own; the collector never reads the node from there, but asks the
-node's event loop for a snapshot (``call_soon_threadsafe``) and waits for it, at most
-`SNAPSHOT_TIMEOUT` seconds. A node that does not answer in time (closed, or its loop
-stuck) is scraped as ``cloudy_up 0`` and nothing else.
+Prometheus as messages go by: a custom collector reads the node's own counters (its
+`LocalNode.snapshot`: `cloudy.NodeStats` and its mailboxes) when Prometheus scrapes.
+prometheus-client's HTTP server answers in a thread of its own; the collector never
+reads the node from there, but asks the node's event loop for a snapshot
+(``call_soon_threadsafe``) and waits for it, at most `SNAPSHOT_TIMEOUT` seconds. A
+node that does not answer in time (closed, or its loop stuck) is scraped as
+``cloudy_up 0`` and nothing else.
 
 The families, each labelled with the node (``node="nid://host:port:0"``)::
 
@@ -35,23 +37,25 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from .errors import CloudyError
-from .messages import NodeStats
-from .transport.tcp import listen_error
+from .. import CloudyError, NodeSnapshot, NodeStats
+from ..errors import listen_error
+
+if TYPE_CHECKING:
+    from .. import LocalNode
 
 __all__ = [
     "MAX_MAILBOX_SERIES",
     "SNAPSHOT_TIMEOUT",
+    "Metrics",
     "MetricsServer",
     "MetricsUnavailable",
     "Snapshot",
     "require_prometheus",
 ]
 
-log = logging.getLogger("cloudy.metrics")
+log = logging.getLogger("cloudy.observe.metrics")
 
 # Seconds a scrape waits for the node's loop to take its snapshot.
 SNAPSHOT_TIMEOUT = 5.0
@@ -73,20 +77,36 @@ def require_prometheus() -> None:
         ) from None
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """What one scrape shows, taken on the node's loop."""
+Snapshot = NodeSnapshot  # (its name here before the node took it)
 
-    stats: NodeStats
-    mailboxes: dict[str, int]  # registered name -> its mailbox length
-    mailbox_messages: int
-    mailbox_longest: int
+
+class Metrics:
+    """A `cloudy.NodeService` serving its node's counters at ``http://HOST:PORT/metrics``
+    (*host*: the node's own unless given; *port* 0: any free one, then read `port`).
+    Made without prometheus-client it raises `MetricsUnavailable` at once."""
+
+    def __init__(self, port: int = 0, host: str | None = None) -> None:
+        require_prometheus()
+        self.port = port
+        self.host = host
+        self._server: MetricsServer | None = None
+
+    async def start(self, node: LocalNode) -> None:
+        self._server = MetricsServer(self.host or node.host, self.port, node.snapshot)
+        self.port = self._server.port
+
+    async def close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.close()
 
 
 class _Collector:
     """prometheus-client's Collector: reads a snapshot of the node at each scrape."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, snapshot: Callable[[], NodeSnapshot], loop: asyncio.AbstractEventLoop
+    ) -> None:
         self._snapshot = snapshot
         self._loop = loop
         self._node = ""  # the node's id, from its last snapshot
@@ -94,8 +114,8 @@ class _Collector:
     def describe(self) -> list[Any]:
         return []  # no scrape at registration
 
-    def _take(self) -> Snapshot | None:
-        done: concurrent.futures.Future[Snapshot] = concurrent.futures.Future()
+    def _take(self) -> NodeSnapshot | None:
+        done: concurrent.futures.Future[NodeSnapshot] = concurrent.futures.Future()
 
         def take() -> None:
             if done.set_running_or_notify_cancel():
@@ -208,7 +228,7 @@ class _Collector:
 class MetricsServer:
     """prometheus-client's HTTP server for one node, in a daemon thread."""
 
-    def __init__(self, host: str, port: int, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(self, host: str, port: int, snapshot: Callable[[], NodeSnapshot]) -> None:
         """Listen on *host*:*port* (0: any free port, then see `port`); on the running loop.
 
         Raises `MetricsUnavailable` without prometheus-client, `OSError` when the

@@ -11,10 +11,10 @@ import math
 import re
 from collections.abc import Callable
 
-from .backend import simplelocalnet as sl
+from ..backend import simplelocalnet as sl
+from ..identity import NodeId
 from .faults import parse_freeze
 from .heart import Intensity, parse_intensity
-from .identity import NodeId
 from .plot import PlotError, check_path
 
 __all__ = [

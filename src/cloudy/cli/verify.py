@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli_progress import progress_bar
-from .ring.result import PROGRESS_EVERY, expected_result
+from ..ring.result import PROGRESS_EVERY, expected_result
+from .progress import progress_bar
 
 __all__ = ["cmd_verify"]
 

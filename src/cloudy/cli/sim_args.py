@@ -1,12 +1,12 @@
-"""The arguments of ``cloudy sim`` (what they mean: `cloudy.cli_sim`)."""
+"""The arguments of ``cloudy sim`` (what they mean: `cloudy.cli.sim`)."""
 
 from __future__ import annotations
 
 import argparse
 import math
 
-from . import cli_values as v
-from .ring.model import MODELS
+from ..ring.model import MODELS
+from . import values as v
 
 SIM_MODELS = tuple(MODELS)  # (as ring.simulated's, without loading the simulator)
 
