@@ -109,13 +109,18 @@ def start_master(
         ],
         env,
     )
+    said = STDERR[master.pid] = Reader(master.stderr)
     try:
-        Reader(master.stderr).wait_for(rf"^cloudy: {phase}", 60)
+        said.wait_for(rf"^cloudy: {phase}", 60)
     except BaseException:
         end([master])
         raise
     time.sleep(0.5)
     return master, Reader(master.stdout)
+
+
+# what each master started by `start_master` said on stderr, by its PID (for failures)
+STDERR: dict[int, Reader] = {}
 
 
 @pytest.mark.parametrize("kill_in", ["SEND", "GRACE"])
@@ -278,7 +283,7 @@ def test_a_slave_killed_is_restarted_by_its_heart_and_rejoins_with_the_same_resu
         master, report_out = start_master(env, discovery, 11, kill_in, grace=grace)
         os.kill(node_of(hearts[2]), signal.SIGKILL)
         errs[2].wait_for(r"restart", 10)
-        assert master.wait(timeout=60) == 0
+        assert master.wait(timeout=60) == 0, STDERR[master.pid].text + errs[2].text
         report = json.loads(report_out.wait_for(r"^\{.*\}$", 10).group(0))
     finally:
         end([*hearts, *([master] if master else [])])

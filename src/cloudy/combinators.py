@@ -75,7 +75,7 @@ async def call_local(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
 
     pid = spawn_local(body)
     ref = monitor(pid)
-    ended = match_if(ProcessMonitorNotification, lambda n: n.ref == ref, _same)
+    ended = match_if(ProcessMonitorNotification, lambda n: n.ref == ref)
     try:
         note = await receive_wait(ended)
     except Exception:
@@ -143,10 +143,6 @@ async def catches_exit(
                     result = await result
                 return cast(T, result)
         raise
-
-
-def _same(x: Any) -> Any:
-    return x
 
 
 # --- remote spawns that cannot lose the child's end -----------------------------------
@@ -321,7 +317,7 @@ async def spawn_channel_local(
 
 async def _channel_of(pid: ProcessId) -> SendPort:
     """The send port of the channel that child *pid* made and sent us (`_ChannelOf`)."""
-    got: _ChannelOf = await receive_wait(match_if(_ChannelOf, lambda c: c.pid == pid, _same))
+    got: _ChannelOf = await receive_wait(match_if(_ChannelOf, lambda c: c.pid == pid))
     return got.port
 
 
@@ -349,11 +345,9 @@ async def monitor_port(port: SendPort) -> MonitorRef:
     async def watch() -> None:
         ref = monitor(port.pid)
         send(caller, _Watching(get_self_pid(), ref))
-        note = await receive_wait(
-            match_if(ProcessMonitorNotification, lambda n: n.ref == ref, _same)
-        )
+        note = await receive_wait(match_if(ProcessMonitorNotification, lambda n: n.ref == ref))
         send(caller, PortMonitorNotification(ref, port, note.reason))
 
     watcher = spawn_local(watch)
-    got: _Watching = await receive_wait(match_if(_Watching, lambda w: w.watcher == watcher, _same))
+    got: _Watching = await receive_wait(match_if(_Watching, lambda w: w.watcher == watcher))
     return got.ref

@@ -43,9 +43,12 @@ class DiedNormal(DiedReason):
 
 
 class DiedException(DiedReason):
-    """The process raised, was killed, or was told to exit; *message* says which."""
+    """The process raised, was killed, or was told to exit; *message* says which, and
+    *exit_reason* is the reason given to `exit` when that ended it (a string reason:
+    ``"shutdown"``, say; None otherwise)."""
 
     message: str
+    exit_reason: str | None = None
 
 
 class DiedDisconnect(DiedReason):

@@ -117,7 +117,7 @@ async def _slave_controller(tell: Callable[[str], None]) -> None:
     own_logger = whereis("logger")
     redirected: Any = None  # the monitor on the master's logger, while redirected
     while True:
-        msg = await receive_wait(match_any(lambda m: m))
+        msg = await receive_wait(match_any())
         if isinstance(msg, TerminateSlave):
             by = "a master" if msg.reply_to is None else f"the master on {msg.reply_to.node}"
             tell(f"slave {me} ended by {by}")
@@ -207,10 +207,6 @@ async def find_slaves(
     )
 
 
-def _same(msg: Message) -> Message:
-    return msg
-
-
 async def _confirmed(
     nodes: list[NodeId],
     ask: Callable[[NodeId], None],
@@ -224,8 +220,8 @@ async def _confirmed(
     while pending:
         msg = await receive_timeout(
             CONFIRM_TIMEOUT,
-            match(reply, _same),
-            match_if(NodeMonitorNotification, lambda m: m.ref in refs, _same),
+            match(reply),
+            match_if(NodeMonitorNotification, lambda m: m.ref in refs),
         )
         if msg is None:
             log.warning("no answer from %s", ", ".join(sorted(map(str, pending))))

@@ -20,6 +20,7 @@ from .waiting import waits_in
 __all__ = ["Match", "expect", "receive_all", "take"]
 
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)  # a clause of a narrower result is one of a wider
 T = TypeVar("T")
 
 # A bound method in a global: CPython 3.11 calls a method of an imported name with
@@ -35,7 +36,7 @@ class Source(Protocol):
     def _states(self) -> list[ReceivePortState]: ...
 
 
-class Match(Generic[R]):
+class Match(Generic[R_co]):
     """One clause of a selective receive; build it with `match`, `match_if` or `match_any`."""
 
     __slots__ = ("handler", "predicate", "source", "type")
@@ -44,7 +45,7 @@ class Match(Generic[R]):
         self,
         tp: type[Any] | None,
         predicate: Callable[[Any], bool] | None,
-        handler: Callable[[Any], R | Awaitable[R]],
+        handler: Callable[[Any], R_co | Awaitable[R_co]],
         source: Source | None = None,
     ) -> None:
         self.type = tp

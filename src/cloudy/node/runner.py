@@ -62,6 +62,8 @@ async def run_process(
 def _reason_for(exc: BaseException) -> AnyDiedReason:
     if isinstance(exc, Killed):
         return DiedException(exc.reason)
+    if isinstance(exc, ProcessExitException) and isinstance(exc.reason, str):
+        return DiedException(f"{type(exc).__name__}: {exc}", exc.reason)
     return DiedException(f"{type(exc).__name__}: {exc}")
 
 

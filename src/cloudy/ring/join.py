@@ -38,10 +38,6 @@ def _name(name: str, pid: ProcessId) -> None:
         reregister(name, pid)
 
 
-def _same(x: object) -> object:
-    return x
-
-
 async def join_run(master: ProcessId, position: int) -> Setup | None:
     """Make this the run process of this node for *master*'s run, say `Hello`, and
     wait for the `Setup` (None: replaced before it came).
@@ -63,7 +59,7 @@ async def join_run(master: ProcessId, position: int) -> Setup | None:
     if other is not None and other != former:
         say(f"this slave is still finishing another run ({other}): waiting for it")
         ref = monitor(other)
-        await receive_wait(match_if(ProcessMonitorNotification, lambda n: n.ref == ref, _same))
+        await receive_wait(match_if(ProcessMonitorNotification, lambda n: n.ref == ref))
     _name(RING_NAME, me)
     # a master that goes before our Setup comes (it ended, or declared us lost while
     # we were frozen) would leave us waiting for ever, holding this node from every
@@ -72,8 +68,8 @@ async def join_run(master: ProcessId, position: int) -> Setup | None:
     send(master, Hello(position, me))
     try:
         got = await receive_wait(
-            match_if(Setup, lambda _: True, _same),
-            match_if(ProcessMonitorNotification, lambda n: n.ref == master_ref, _same),
+            match_if(Setup, lambda _: True),
+            match_if(ProcessMonitorNotification, lambda n: n.ref == master_ref),
         )
     except ProcessExitException as e:
         if e.reason != REPLACED:
@@ -88,12 +84,10 @@ async def join_run(master: ProcessId, position: int) -> Setup | None:
         return None
     setup = got
     unmonitor(master_ref)  # (the run watches its master itself)
-    await receive_timeout(
-        0, match_if(ProcessMonitorNotification, lambda n: n.ref == master_ref, _same)
-    )
+    await receive_timeout(0, match_if(ProcessMonitorNotification, lambda n: n.ref == master_ref))
     if former is not None and watch is not None:
         gone = await receive_timeout(
-            0, match_if(ProcessMonitorNotification, lambda n: n.ref == watch, _same)
+            0, match_if(ProcessMonitorNotification, lambda n: n.ref == watch)
         )
         if gone is None and setup.phase == PhaseName.STOP:
             return None  # too late to rejoin: the former self, alive, finishes late itself

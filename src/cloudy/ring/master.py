@@ -281,7 +281,7 @@ async def _collect(
     while not members.alive <= got.keys():
         msg = await receive_timeout(
             deadline - clock.now(),
-            match(tp, _same),
+            match(tp),
             *MEMBERSHIP,
             match_any(_none),
         )
@@ -320,7 +320,7 @@ async def _wait_out(
         send(members.probe(), Poll())
         tick = min(until, now + POLL_INTERVAL)
         while (rest := tick - clock.now()) > 0:
-            msg = await receive_timeout(rest, *MEMBERSHIP, match(PollReply, _same))
+            msg = await receive_timeout(rest, *MEMBERSHIP, match(PollReply))
             if msg is None:
                 break
             if members.take(msg, set()):
@@ -333,16 +333,12 @@ async def _wait_for_late(members: Membership, seconds: float) -> None:
     """Give a new ring process of a lost slave a (late) `Setup` for *seconds*."""
     deadline = clock.now() + seconds
     while (left := deadline - clock.now()) > 0:
-        msg = await receive_timeout(left, match(Hello, _same), match_any(_none))
+        msg = await receive_timeout(left, match(Hello), match_any(_none))
         if isinstance(msg, Hello):
             members.hello(msg)
 
 
-def _same(x: object) -> object:
-    return x
-
-
-MEMBERSHIP = (match(ProcessMonitorNotification, _same), match(Hello, _same), match(Ready, _same))
+MEMBERSHIP = (match(ProcessMonitorNotification), match(Hello), match(Ready))
 
 
 def _none(x: object) -> object:

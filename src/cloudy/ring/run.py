@@ -110,7 +110,7 @@ async def _keep_verdict(count: int, books: Books) -> None:
     they lack (`Fetched`) (its starter registers it under the verdict's name)."""
     deadline = clock.now() + LINGER
     while (left := deadline - clock.now()) > 0:
-        msg = await receive_timeout(left, match_any(lambda m: m))
+        msg = await receive_timeout(left, match_any())
         if isinstance(msg, Late):
             send(msg.pid, Verdict(count))
         elif isinstance(msg, Fetch):

@@ -36,7 +36,6 @@ from .. import (
     ProcessMonitorNotification,
     get_self_pid,
     kill,
-    link,
     match_any,
     match_if,
     monitor,
@@ -48,53 +47,35 @@ from .. import (
     spawn_local,
 )
 from .. import exit as exit_process
+from .child import parent_supervisor, run_child
+from .protocol import (
+    CountChildren,
+    DeleteChild,
+    Reply,
+    Request,
+    RestartChild,
+    StartChild,
+    SupervisorStarted,
+    TerminateChild,
+    WhichChildren,
+)
 from .spec import (
     MAX_INTENSITY_REASON,
+    NORMAL_EXITS,
     RETRY_AFTER,
     ChildCounts,
     ChildInfo,
     ChildSpec,
     ChildState,
-    ChildTable,
     Kind,
     Restart,
     Strategy,
-    SupervisorCall,
     SupervisorError,
-    SupervisorStarted,
-    await_started,
-    count_children,
-    delete_child,
     is_normal_end,
-    parent_supervisor,
-    restart_child,
-    run_child,
-    same,
-    start_child,
-    terminate_child,
     validate,
-    which_children,
 )
 
-__all__ = [
-    "MAX_INTENSITY_REASON",
-    "RETRY_AFTER",
-    "ChildCounts",
-    "ChildInfo",
-    "ChildSpec",
-    "SupervisorError",
-    "count_children",
-    "delete_child",
-    "restart_child",
-    "start_child",
-    "start_supervisor",
-    "supervisor",
-    "supervisor_child",
-    "terminate_child",
-    "which_children",
-]
-
-_link = link  # start_supervisor's `link` argument hides it
+__all__ = ["run_supervisor", "supervisor", "supervisor_child"]
 
 
 class _Stop(Exception):
@@ -105,7 +86,7 @@ class _Stop(Exception):
         self.cause = cause
 
 
-class _Supervisor(ChildTable):
+class _Supervisor:
     def __init__(self, strategy: Strategy, intensity: int, period: float) -> None:
         self.strategy = strategy
         self.intensity = intensity
@@ -136,7 +117,7 @@ class _Supervisor(ChildTable):
 
     async def down(self, ref: MonitorRef, seconds: float | None) -> DiedReason | None:
         note = await self.receive(
-            seconds, match_if(ProcessMonitorNotification, lambda n: n.ref == ref, lambda n: n)
+            seconds, match_if(ProcessMonitorNotification, lambda n: n.ref == ref)
         )
         return None if note is None else note.reason
 
@@ -161,8 +142,8 @@ class _Supervisor(ChildTable):
         # a supervisor child has started when its own children have (as in OTP)
         got = await self.receive(
             None,
-            match_if(SupervisorStarted, lambda s: s.pid == pid, same),
-            match_if(ProcessMonitorNotification, lambda n: n.ref == ref, same),
+            match_if(SupervisorStarted, lambda s: s.pid == pid),
+            match_if(ProcessMonitorNotification, lambda n: n.ref == ref),
         )
         if isinstance(got, SupervisorStarted) and got.error is None:
             return None
@@ -215,6 +196,54 @@ class _Supervisor(ChildTable):
     async def terminate_all(self) -> None:
         for child in reversed(self.children):
             await self.terminate(child)
+
+    # --- the run-time API's requests ---------------------------------------------
+
+    async def answer(self, request: Request) -> None:
+        try:
+            value, error = await self.handle(request), None
+        except SupervisorError as e:
+            value, error = None, str(e)
+        send(request.reply_to, Reply(request.ref, value, error))
+
+    async def handle(self, request: Request) -> Any:
+        children = self.children
+        if isinstance(request, WhichChildren):
+            return [ChildInfo(c.spec.id, c.pid, c.spec.restart, c.spec.kind) for c in children]
+        if isinstance(request, CountChildren):
+            sups = sum(c.spec.kind == "supervisor" for c in children)
+            active = sum(c.pid is not None for c in children)
+            return ChildCounts(len(children), active, sups, len(children) - sups)
+        if isinstance(request, StartChild):
+            spec = request.spec
+            if any(c.spec.id == spec.id for c in children):
+                raise SupervisorError(f"a child {spec.id!r} already exists in {self.me}")
+            child = ChildState(spec)
+            if (why := await self.start(child)) is not None:
+                raise SupervisorError(f"child {spec.id!r} could not be started: {why}")
+            children.append(child)
+            return child.pid
+        assert isinstance(request, TerminateChild | RestartChild | DeleteChild)
+        child = self.find(request.id)
+        if isinstance(request, TerminateChild):
+            await self.terminate(child)
+            if child.spec.restart == "temporary":
+                children.remove(child)
+            return None
+        if child.pid is not None or child.retry_at is not None:
+            raise SupervisorError(f"child {child.spec.id!r} is running: terminate it first")
+        if isinstance(request, RestartChild):
+            if (why := await self.start(child)) is not None:
+                raise SupervisorError(f"child {child.spec.id!r} could not be started: {why}")
+            return child.pid
+        children.remove(child)  # DeleteChild
+        return None
+
+    def find(self, child_id: str) -> ChildState:
+        for child in self.children:
+            if child.spec.id == child_id:
+                return child
+        raise SupervisorError(f"no child {child_id!r} in supervisor {self.me}")
 
     # --- what happens when a child ends -----------------------------------------
 
@@ -281,7 +310,7 @@ class _Supervisor(ChildTable):
         while self.signal is None:
             due = [c.retry_at for c in self.children if c.retry_at is not None]
             timeout = None if not due else max(0.0, min(due) - self.loop.time())
-            msg = await self.receive(timeout, match_any(lambda m: m), main=True)
+            msg = await self.receive(timeout, match_any(), main=True)
             if isinstance(msg, ProcessMonitorNotification):
                 if msg.ref == self.parent_ref:
                     why = f"shutdown: parent {msg.pid} ended ({msg.reason!r})"
@@ -289,7 +318,7 @@ class _Supervisor(ChildTable):
                 child = self.by_ref.get(msg.ref)
                 if child is not None:
                     await self.child_ended(child, msg.reason)
-            elif isinstance(msg, SupervisorCall):
+            elif isinstance(msg, Request):
                 await self.answer(msg)
             await self.retry_due()
         raise _Stop(self.signal)
@@ -300,12 +329,12 @@ class _Supervisor(ChildTable):
         cause = stop.cause
         if cause is None:
             return
-        if isinstance(cause, ProcessExitException) and cause.reason in ("shutdown", "normal"):
+        if isinstance(cause, ProcessExitException) and cause.reason in NORMAL_EXITS:
             return
         raise cause
 
 
-async def _run(
+async def run_supervisor(
     specs: Sequence[ChildSpec],
     strategy: Strategy,
     intensity: int,
@@ -313,6 +342,8 @@ async def _run(
     parent: ProcessId | None,
     report_to: ProcessId | None,
 ) -> None:
+    """The supervisor process: *parent* (if given) watched, *report_to* told when its
+    children have started (`SupervisorStarted`)."""
     sup = _Supervisor(strategy, intensity, period)
     if parent is not None:
         sup.parent_ref = monitor(parent)
@@ -339,7 +370,7 @@ async def supervisor(
 ) -> None:
     """The supervisor process's body: ``spawn_local(supervisor, children, ...)``, or the
     start function of a child spec (see `supervisor_child`) to build a tree."""
-    await _run(children, strategy, intensity, period, None, parent_supervisor())
+    await run_supervisor(children, strategy, intensity, period, None, parent_supervisor())
 
 
 def supervisor_child(
@@ -356,27 +387,3 @@ def supervisor_child(
     kind: Kind = "supervisor"
     args = (list(children), strategy, intensity, period)
     return ChildSpec(id, supervisor, args, restart=restart, shutdown=shutdown, kind=kind)
-
-
-async def start_supervisor(
-    children: Sequence[ChildSpec],
-    strategy: Strategy = "one_for_one",
-    intensity: int = 1,
-    period: float = 5.0,
-    *,
-    link: bool = True,
-) -> ProcessId:
-    """Start a supervisor of *children* on this node; its pid once every child started.
-
-    Raises `SupervisorError` if the arguments are wrong or a child cannot be started
-    (the ones already started are stopped again). With *link* (OTP's ``start_link``)
-    the caller is linked to the supervisor, and the supervisor stops when the caller
-    ends.
-    """
-    validate(children, strategy, intensity, period)
-    me = get_self_pid()
-    pid = spawn_local(_run, list(children), strategy, intensity, period, me if link else None, me)
-    await await_started(pid)
-    if link:
-        _link(pid)
-    return pid

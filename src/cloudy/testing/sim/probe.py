@@ -81,9 +81,9 @@ async def _probe(probes: Probes, seconds: float) -> None:
     until = clock.now() + seconds
     while True:
         if due < until:
-            msg = await receive_timeout(max(0.0, due - clock.now()), match_any(_same))
+            msg = await receive_timeout(max(0.0, due - clock.now()), match_any())
         else:  # done sending: only listening
-            msg = await receive_wait(match_any(_same))
+            msg = await receive_wait(match_any())
         if isinstance(msg, Numbered):
             probes.delivered += 1
             last = heard.get(msg.sender, -1)
@@ -105,7 +105,3 @@ async def _probe(probes: Probes, seconds: float) -> None:
 def _peers(pids: list[ProcessId], me: ProcessId) -> list[ProcessId]:
     at = pids.index(me)
     return [pids[(at + k) % len(pids)] for k in range(1, len(pids) // 2 + 1)]
-
-
-def _same(x: object) -> object:
-    return x
