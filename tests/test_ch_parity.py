@@ -2,7 +2,7 @@
 Closure), each mirrored where no other cloudy test checks the same thing.
 
 Each test is named after the Cloud Haskell test it mirrors; those that other cloudy tests
-already check, and the README's deliberate differences, are not repeated here. Where Cloud
+already check, and the deliberate differences (docs/runtime.md), are not repeated here. Where Cloud
 Haskell runs two nodes, the second is a node in its own OS process (`peer`, shared by
 the module); where it breaks a connection (``testBreakConnection``), `cut` resets the
 TCP connections between the two nodes (``ss -K``), and both ends see the loss.
@@ -1073,7 +1073,7 @@ async def test_post_death_name_unregistration_events(peer: NodeProcess) -> None:
 
 async def test_spawn_invalid(peer: NodeProcess) -> None:
     """SpawnInvalid: spawn_monitor_remote of a closure no node knows, here and there:
-    the child dies at once, and the monitor says so (spawn itself raises: README)."""
+    the child dies at once, and the monitor says so (spawn itself raises: docs/runtime.md)."""
 
     async def main() -> list[Any]:
         results = []

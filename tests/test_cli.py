@@ -143,7 +143,9 @@ def test_cloudy_local_runs_four_slaves_that_agree_and_leaves_nothing_behind(
     assert wait_until_gone(marker, timeout=0) == []
 
 
-def test_cloudy_local_prints_a_table_and_the_rate(local_run: tuple[list[str], str]) -> None:
+def test_cloudy_local_names_each_slave_once_with_its_result_then_the_verdict_and_rate(
+    local_run: tuple[list[str], str],
+) -> None:
     command, _ = local_run
     done = subprocess.run(
         [*command, "--slaves", "2", "--send-for", "0.3", "--wait-for", "0.2", "--with-seed", "5"],
@@ -154,9 +156,29 @@ def test_cloudy_local_prints_a_table_and_the_rate(local_run: tuple[list[str], st
     assert done.returncode == 0, done.stderr
     assert "all 2 slaves agree" in done.stdout
     assert "msgs/s" in done.stdout
-    assert len(RESULT_LINE.findall(done.stdout)) == 2  # the slaves' own lines
+    results = RESULT_LINE.findall(done.stdout)  # the slaves' own lines
+    assert len(results) == 2
+    for node, _, _ in results:  # and no table repeats them: all agreed, none lost
+        assert done.stdout.count(node) == 1 and node not in done.stderr, done.stdout
     count = int(re.search(r"agree: <(\d+),", done.stdout).group(1))  # type: ignore[union-attr]
     assert f"<{count}, {expected_result(5, count).sum!r}>" in done.stdout
+    # the hearts starting their slaves are not news (-v shows them); nothing restarted
+    assert "heart:" not in done.stderr, done.stderr
+
+
+def test_cloudy_local_verbose_shows_each_heart_starting_its_slave(
+    local_run: tuple[list[str], str],
+) -> None:
+    command, _ = local_run
+    done = subprocess.run(
+        [*command, "-v", "--slaves", "2", "--send-for", "0.2", "--wait-for", "0.1"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    started = re.findall(r"^heart: started slave (nid://\S+), pid \d+$", done.stderr, re.M)
+    assert sorted(started) == sorted(m[0] for m in RESULT_LINE.findall(done.stdout)), done.stderr
 
 
 def test_a_slave_that_fails_to_start_ends_cloudy_local_with_one_line_and_no_leftovers(

@@ -49,7 +49,7 @@ def test_the_master_killed_every_slave_finishes_without_it_and_they_agree(
 def test_a_slave_node_killed_is_restarted_by_its_heart_and_rejoins(
     local: tuple[list[str], str],
 ) -> None:
-    done = run_local(*local, *RUN, "--with-seed", "12", "--kill-slave-at", "1.0s")
+    done = run_local(*local, *RUN, "--with-seed", "12", "--kill-slave-at", "1.0s", "-v")
     assert done.returncode == 0, done.stdout + done.stderr
     fault = re.search(r"^cloudy: fault: kill -9 slave (nid://\S+) \(pid (\d+)\)", done.stderr, re.M)
     assert fault is not None, done.stderr

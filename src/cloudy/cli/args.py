@@ -257,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     run_options(p)
     node_options(p, cookie="the cookie of the run's nodes (default: a random one of its own)")
     p.add_argument("--discovery-port", type=v.port, default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show each slave's heart starting it (its restarts are always shown)",
+    )
     fault_options(p)
 
     p = command("verify")

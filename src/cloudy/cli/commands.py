@@ -127,21 +127,15 @@ async def _master(
     return report[0]
 
 
-def _print_report(report: Report, json_output: bool, out: TextIO) -> None:
+def _print_report(report: Report, json_output: bool, out: TextIO, table: bool = True) -> None:
+    """The report: a table of the slaves (unless not *table* and they all agree, none
+    lost or rejoined: `cloudy local`, whose screen shows each slave's own line), the
+    verdict and the rate."""
     if json_output:
         print(json.dumps(msgspec.to_builtins(report)), file=out)
         return
-    width = max(len(s.node) for s in report.slaves)
-    print(f"{'slave':{width}}  {'count':>8}  sum", file=out)
-    for s in report.slaves:
-        rejoined = s.node in report.rejoined
-        note = "  (lost during the run; came back and rejoined)" if rejoined else ""
-        print(f"{s.node:{width}}  {s.count:>8}  {s.sum!r}{note}", file=out)
-    for node in report.lost:
-        print(
-            f"{node:{width}}  {'lost':>8}  (died during the run; the ring closed around it)",
-            file=out,
-        )
+    if table or not report.agree or report.lost or report.rejoined:
+        _print_table(report, out)
     n = len(report.slaves)
     if report.agree:
         print(f"all {n} slaves agree: <{report.count}, {report.sum!r}>", file=out)
@@ -153,6 +147,20 @@ def _print_report(report: Report, json_output: bool, out: TextIO) -> None:
         f"model {report.model})",
         file=out,
     )
+
+
+def _print_table(report: Report, out: TextIO) -> None:
+    width = max(len(s.node) for s in report.slaves)
+    print(f"{'slave':{width}}  {'count':>8}  sum", file=out)
+    for s in report.slaves:
+        rejoined = s.node in report.rejoined
+        note = "  (lost during the run; came back and rejoined)" if rejoined else ""
+        print(f"{s.node:{width}}  {s.count:>8}  {s.sum!r}{note}", file=out)
+    for node in report.lost:
+        print(
+            f"{node:{width}}  {'lost':>8}  (died during the run; the ring closed around it)",
+            file=out,
+        )
 
 
 def cmd_slave(args: argparse.Namespace) -> int:
@@ -215,7 +223,11 @@ def cmd_local(args: argparse.Namespace) -> int:
     display = display_for(params, args.slaves, args.discover_timeout)
     err = display.sink(sys.stderr)
     with LocalSlaves(
-        args.slaves, args.discovery_port, detect=args.detect, cookie=args.cookie
+        args.slaves,
+        args.discovery_port,
+        detect=args.detect,
+        cookie=args.cookie,
+        verbose=args.verbose,
     ) as slaves:
         slaves.start(display.sink(sys.stderr if args.json else sys.stdout), err)
         out = display.writer(sys.stderr)
@@ -246,7 +258,7 @@ def cmd_local(args: argparse.Namespace) -> int:
             picture(args.plot, None)
             return _print_outcomes(slaves.outcomes(), params, args.json, sys.stdout)
         slaves.finish()
-        _print_report(report, args.json, sys.stdout)
+        _print_report(report, args.json, sys.stdout, table=False)
         picture(args.plot, report)
         return 0 if report.agree else 1
 

@@ -15,8 +15,9 @@ A slave's output (stdout and stderr) is relayed through this process, line by li
 thread per pipe), to where the caller says — `cloudy local` passes its display's
 sinks, so that no child writes across the live display — and so that `outcomes` can
 tell what each slave printed: its result, or that it has none. The slaves run with
-``--quiet``: they do not say that they listen, are taken or end; their hearts' lines,
-results and errors are said.
+``--quiet``: they do not say that they listen, are taken or end; their results and
+errors are said, and their hearts' lines but the first ``heart: started`` of each
+(the final screen names each slave where its result is), unless *verbose*.
 `start_master` runs the master as a child OS process too (for ``--kill-master-at``: a
 master that can be killed without killing ``cloudy local``); `node_pid` finds a slave's
 node process under its heart (to kill or freeze the node, not the heart).
@@ -107,6 +108,21 @@ class _Relay:
             self.pipe.close()
 
 
+def _but_first_start(out: Lines) -> Lines:
+    """*out*, but for the heart's first ``heart: started ...`` line (kept in the relay's
+    lines all the same); a restart's is passed on."""
+    started = False
+
+    def relay(line: str) -> None:
+        nonlocal started
+        if not started and line.startswith("heart: started "):
+            started = True
+            return
+        out(line)
+
+    return relay
+
+
 class LocalSlaves:
     """*count* ``cloudy slave`` child processes on *host*, with ports and a cookie of their own.
 
@@ -122,8 +138,10 @@ class LocalSlaves:
         host: str = "127.0.0.1",
         detect: float | None = None,
         cookie: str | None = None,
+        verbose: bool = False,
     ):
         self.host = host
+        self.verbose = verbose
         self.detect = detect
         self.cookie = cookie or secrets.token_urlsafe(24)
         self.discovery_port = discovery_port or free_port(socket.SOCK_DGRAM)
@@ -182,7 +200,9 @@ class LocalSlaves:
             self.procs.append(proc)
             assert proc.stdout is not None and proc.stderr is not None
             self.relays.append(_Relay(proc.stdout, out))
-            self.err_relays.append(_Relay(proc.stderr, err))
+            self.err_relays.append(
+                _Relay(proc.stderr, err if self.verbose else _but_first_start(err))
+            )
 
     def start_master(
         self, params: Params, on_stderr: Callable[[str], None], err: Lines, within: float

@@ -10,7 +10,7 @@ children (reverse order) and end with ``SupervisorError("shutdown: reached max
 restart intensity")``, which is what its monitors and links see.
 
 A child may be a supervisor (`supervisor_child`): trees. Where this differs from OTP
-(one-way links, remote children, exit reasons) is told in the README's "Supervisors".
+(one-way links, remote children, exit reasons) is told in docs/runtime.md, "Supervisors".
 """
 
 from __future__ import annotations
