@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
-
-import msgspec
+from typing import Any
 
 from ..aio import run
 from ..backend import simplelocalnet as sl
@@ -45,8 +42,9 @@ from .errors import report_failure
 from .faults import Fault, FaultInjector, Victim, plan_faults
 from .heart import describe_status, keep_running
 from .interrupt import leave_on_ctrl_c
-from .local import LocalSlaves, SlaveOutcome, cloudy_command
+from .local import LocalSlaves, cloudy_command
 from .plot import picture
+from .report import print_outcomes, print_report
 from .slave import run_slave_node
 from .top import cmd_ps, cmd_top
 from .verify import cmd_verify
@@ -127,42 +125,6 @@ async def _master(
     return report[0]
 
 
-def _print_report(report: Report, json_output: bool, out: TextIO, table: bool = True) -> None:
-    """The report: a table of the slaves (unless not *table* and they all agree, none
-    lost or rejoined: `cloudy local`, whose screen shows each slave's own line), the
-    verdict and the rate."""
-    if json_output:
-        print(json.dumps(msgspec.to_builtins(report)), file=out)
-        return
-    if table or not report.agree or report.lost or report.rejoined:
-        _print_table(report, out)
-    n = len(report.slaves)
-    if report.agree:
-        print(f"all {n} slaves agree: <{report.count}, {report.sum!r}>", file=out)
-    else:
-        print(f"the {n} slaves DO NOT agree", file=out)
-    print(
-        f"{report.count} messages agreed in a {report.send_for:g} s send period: "
-        f"{report.msgs_per_s:,.0f} msgs/s (seed {report.seed}, grace {report.wait_for:g} s, "
-        f"model {report.model})",
-        file=out,
-    )
-
-
-def _print_table(report: Report, out: TextIO) -> None:
-    width = max(len(s.node) for s in report.slaves)
-    print(f"{'slave':{width}}  {'count':>8}  sum", file=out)
-    for s in report.slaves:
-        rejoined = s.node in report.rejoined
-        note = "  (lost during the run; came back and rejoined)" if rejoined else ""
-        print(f"{s.node:{width}}  {s.count:>8}  {s.sum!r}{note}", file=out)
-    for node in report.lost:
-        print(
-            f"{node:{width}}  {'lost':>8}  (died during the run; the ring closed around it)",
-            file=out,
-        )
-
-
 def cmd_slave(args: argparse.Namespace) -> int:
     if args.heart:
         return _slave_with_heart(args)
@@ -212,7 +174,7 @@ def cmd_master(args: argparse.Namespace) -> int:
             )
         )
         display.done(report)
-    _print_report(report, args.json, sys.stdout)
+    print_report(report, args.json, sys.stdout)
     picture(args.plot, report)
     return 0 if report.agree else 1
 
@@ -256,9 +218,9 @@ def cmd_local(args: argparse.Namespace) -> int:
         if report is None:  # the master was killed: the slaves finished without it
             slaves.finish(0.0)
             picture(args.plot, None)
-            return _print_outcomes(slaves.outcomes(), params, args.json, sys.stdout)
+            return print_outcomes(slaves.outcomes(), params, args.json, sys.stdout)
         slaves.finish()
-        _print_report(report, args.json, sys.stdout, table=False)
+        print_report(report, args.json, sys.stdout, table=False)
         picture(args.plot, report)
         return 0 if report.agree else 1
 
@@ -329,42 +291,6 @@ def _child_master(
     # finish the run without it
     slaves.wait_for_outcomes(params.send_for + params.wait_for + 30.0)
     return None
-
-
-def _print_outcomes(
-    outcomes: list[SlaveOutcome], params: Params, json_output: bool, out: TextIO
-) -> int:
-    """What each slave printed after the master was killed; 0 if all results agree."""
-    results = {o.result for o in outcomes if o.result is not None}
-    printed = sum(o.result is not None for o in outcomes)
-    agreed = results.pop() if len(results) == 1 else None
-    if json_output:
-        slaves = [
-            {"node": str(o.node), "line": o.line}
-            | ({} if o.result is None else {"count": o.result.count, "sum": o.result.sum})
-            for o in outcomes
-        ]
-        summary = {"master": "killed", "agree": agreed is not None, "slaves": slaves}
-        if agreed is not None:
-            summary |= {"count": agreed.count, "sum": agreed.sum, "send_for": params.send_for}
-        print(json.dumps(summary), file=out)
-    else:
-        print("the master was killed; what each slave printed:", file=out)
-        for o in outcomes:
-            print(o.line or f"{o.node} printed nothing", file=out)
-        if agreed is not None:
-            print(f"all {printed} slaves that printed a result agree: {agreed}", file=out)
-            print(
-                f"{agreed.count} messages agreed in a {params.send_for:g} s send period: "
-                f"{agreed.count / params.send_for:,.0f} msgs/s (seed {params.seed}, grace "
-                f"{params.wait_for:g} s, model {params.model}; finished without a master)",
-                file=out,
-            )
-        elif printed:
-            print(f"the {printed} slaves that printed a result DO NOT agree", file=out)
-        else:
-            print("no slave printed a result", file=out)
-    return 0 if agreed is not None else 1
 
 
 def cmd_peers(args: argparse.Namespace) -> int:

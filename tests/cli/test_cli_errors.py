@@ -28,7 +28,7 @@ from cloudy.cli.args import build_parser
 from cloudy.cli.help import COMMANDS
 from cloudy.ring import expected_result
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLOUDY = [sys.executable, "-m", "cloudy"]
 NODE_COMMANDS = ("slave", "master", "local", "peers", "doctor")
 NOT_HERE = "10.255.255.1"  # an address of no interface of this machine: binding fails

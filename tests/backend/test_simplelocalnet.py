@@ -24,7 +24,7 @@ from cloudy.backend.tools import doctor
 from cloudy.testing import free_port
 from cloudy.wire import discovery as D
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLOUDY = [sys.executable, "-m", "cloudy"]
 
 

@@ -1,0 +1,1 @@
+"""Cloud Haskell's own tests (distributed-process-tests), ported."""
