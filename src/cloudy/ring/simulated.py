@@ -13,7 +13,8 @@ master's `run_experiment` to its end and checks what a user would check:
   every slave has the result and the master reports it;
 * no node's loop met an exception that nobody handled; the run ends in time;
 * beside the experiment, an ordering probe on every node streams numbered messages to
-  the others (`testing.sim.probe`): none arrives twice, out of order or after a hole;
+  the others (`testing.sim.probe`): none arrives twice, out of order or after a hole,
+  and no monitor fires twice;
 * a plan of faults that leave every node up and every path open but for an instant
   (`TRANSIENT`: resets, damaged bytes, drifting clocks) costs the run at most half its
   messages against the same schedule without faults (a connection that broke between

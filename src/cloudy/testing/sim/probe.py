@@ -9,7 +9,8 @@ receiver:
 
 * messages arrive in the order they were sent, none twice;
 * once a message is lost, nothing the sender sends later arrives until it calls
-  ``reconnect`` (the prefix rule: a receiver never sees a hole).
+  ``reconnect`` (the prefix rule: a receiver never sees a hole);
+* a monitor fires at most once (each probe monitors the probes it sends to).
 
 A probe never reconnects, so from each sender a receiver must see 0, 1, 2, ... and
 then nothing more if the connection broke. Each broken rule is a line in
@@ -24,10 +25,13 @@ from typing import TYPE_CHECKING
 
 from ... import (
     Message,
+    MonitorRef,
     ProcessId,
+    ProcessMonitorNotification,
     clock,
     get_self_pid,
     match_any,
+    monitor,
     receive_timeout,
     receive_wait,
     send,
@@ -77,6 +81,8 @@ async def _probe(probes: Probes, seconds: float) -> None:
     peers: list[ProcessId] | None = None  # (every probe is started by our first round)
     sent = 0
     heard: dict[ProcessId, int] = {}  # the last number from each sender
+    watching: dict[MonitorRef, ProcessId] = {}  # our monitors of our peers
+    fired: set[MonitorRef] = set()
     due = clock.now() + PERIOD
     until = clock.now() + seconds
     while True:
@@ -93,10 +99,16 @@ async def _probe(probes: Probes, seconds: float) -> None:
                 probes.violations.append(
                     f"{me} got {msg.sender}'s {msg.n} {what} (after its {last})"
                 )
+        elif isinstance(msg, ProcessMonitorNotification):
+            if msg.ref in fired or msg.ref not in watching:
+                why = "fired twice" if msg.ref in fired else "was never made"
+                probes.violations.append(f"{me}: its monitor of {msg.pid} {why}")
+            fired.add(msg.ref)
         if due < until and clock.now() >= due:
             due += PERIOD
             if peers is None:
                 peers = _peers(probes.pids, me)
+                watching.update((monitor(peer), peer) for peer in peers)
             for peer in peers:
                 send(peer, Numbered(me, sent))
             sent += 1
