@@ -4,7 +4,9 @@
 `register_remote_async` / `unregister_remote_async` (→ `RegisterReply`), `forward`,
 `uforward`, `spawn_channel`, `spawn_channel_local` and `monitor_port`.
 
-They use only the public API: each is what a user could write, written once.
+Each is what a user could write with the process API, written once; beyond it they
+ask the calling process's node for two things only: a number unique on the node (a
+spawn's reference) and its remote table (to run a closure by name).
 """
 
 from __future__ import annotations
