@@ -69,6 +69,20 @@ class Controller:
         self._send = send
         self._spawn_closure = spawn_closure
 
+    # --- the transport's `ConnectionOwner`: connections made and lost ----------------
+
+    def connection_up(self, conn: Connection) -> None:
+        self._table.tracer.emit("node_up", node=conn.remote_node)
+        self._outbox.connection_up(conn)
+
+    def connection_lost(self, conn: Connection, reason: str) -> None:
+        self._outbox.connection_lost(conn, reason)
+
+    def connection_busy(self, conn: Connection, busy: bool) -> None:
+        self._outbox.connection_busy(conn, busy)
+
+    # --- what arrives ------------------------------------------------------------------
+
     def frames_received(self, conn: Connection, bodies: list[bytes]) -> None:
         table = self._table
         procs = table.procs

@@ -1,4 +1,4 @@
-"""`LocalNode`: one node's configuration, start and close, its processes and routing.
+"""`LocalNode`: one node's configuration, start and close, and its processes.
 
 Theory of operation
 -------------------
@@ -8,19 +8,21 @@ built, so that no part reaches back into the node:
 * `ProcessTable` (``table.py``) — the live processes, the node's id and its
   creation (which run of its address this is: `creation`, in every pid and ref);
 * `Registry` (``registry.py``) — names;
+* `Router` (``routing.py``) — sends (the prefix rule), which the node offers as its
+  own methods (`send`, `send_many`, `nsend`, `exit`, ...);
 * `Outbox` (``outbox.py``) — connections to peers and what is on its way to them;
 * `Monitors` (``monitors.py``) — who watches whom, here and on other nodes;
 * `Requests` (``requests.py``) — remote spawns and calls awaiting a reply;
-* `Controller` (``controller.py``) — what arrives from peers;
+* `Controller` (``controller.py``) — what arrives from peers, and the transport's
+  news of connections made and lost (it is the transport's `ConnectionOwner`);
 * the runner (``runner.py``) runs each process and reports its end to `_ended`;
 * `Stats` (``stats.py``) — what the node tells of itself and its processes, read on
   demand (`snapshot`: what a view such as the Prometheus exporter shows);
 * its `NodeService`s (``service.py``) — what runs beside it, started and closed
   with it (the node knows them by that protocol only).
 
-The node itself routes messages (local: a mailbox append; remote: the outbox),
-starts processes, and owns every background task (dials, the heartbeat), which
-`close` cancels and waits for.
+The node itself starts processes and owns every background task (dials, the
+heartbeat), which `close` cancels and waits for.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from ..messages import (
     ProcessSummary,
 )
 from ..transport.admission import DEFAULT_MAX_PENDING_HANDSHAKES
-from ..transport.tcp import DEFAULT_SEND_HIGH_WATER, Connection, SSLConfig, Transport
+from ..transport.tcp import DEFAULT_SEND_HIGH_WATER, SSLConfig, Transport
 from ..wire.codec import to_wire
 from ..wire.framing import DEFAULT_MAX_FRAME
 from .controller import Controller
@@ -95,7 +97,7 @@ def current_node() -> LocalNode:
     return node
 
 
-class LocalNode(Router):
+class LocalNode:
     """A cloudy node: runs processes and talks to other nodes over TCP.
 
     Use it as an async context manager::
@@ -163,8 +165,18 @@ class LocalNode(Router):
         table = ProcessTable(self.node_id, new_creation())
         #: The live processes by local id (read-only: the node keeps it).
         self.processes = table.procs
+        self._table = table
         outbox = Outbox(max_frame_size=max_frame_size, own=self._own, lost=self._node_lost)
-        super().__init__(table, outbox, Registry(table))
+        self._outbox = outbox
+        self.registry = Registry(table)
+        self.creation = table.creation  # (see `cloudy.identity`)
+        router = self.router = Router(table, outbox, self.registry, self.node_id)
+        # the router's sends are the node's: the process API calls them on its node
+        self.send, self.send_many, self.send_chan = router.send, router.send_many, router.send_chan
+        self.nsend, self.nsend_remote, self.exit = router.nsend, router.nsend_remote, router.exit
+        self.may_send, self.reconnect = router.may_send, router.reconnect
+        self.next_number, self.new_port = router.next_number, router.new_port
+        self.whereis_remote_async = router.whereis_remote_async
         # this node's tracer (`cloudy.start_tracer`); while it hears sends or deliveries
         # (`tracer.messages`), `send` leaves its fast path
         self.tracer: Tracer = table.tracer
@@ -220,7 +232,7 @@ class LocalNode(Router):
         Raises `OSError` when the address cannot be bound (port in use, unknown host).
         """
         transport = self._transport = Transport(
-            self,
+            self._controller,  # (what arrives, and connections made and lost)
             cookie=self._cookie,
             local=self.node_id,
             connect_timeout=self._connect_timeout,
@@ -229,6 +241,7 @@ class LocalNode(Router):
         )
         port = await transport.listen(self.host, self.node_id.port)
         self.node_id = self._table.node_id = transport.local = NodeId(self.host, port)
+        self.router.node_id = self.node_id
         self._outbox.transport = transport
         self._own(transport.heartbeat(), "cloudy-heartbeat")
         try:
@@ -378,21 +391,6 @@ class LocalNode(Router):
     def whereis(self, name: str) -> ProcessId | None:
         """The pid registered as *name* on this node, or None."""
         return self.registry.whereis(name)
-
-    # --- what the transport tells us ------------------------------------------------
-
-    def frames_received(self, conn: Connection, bodies: list[bytes]) -> None:
-        self._controller.frames_received(conn, bodies)
-
-    def connection_up(self, conn: Connection) -> None:
-        self._table.tracer.emit("node_up", node=conn.remote_node)
-        self._outbox.connection_up(conn)
-
-    def connection_lost(self, conn: Connection, reason: str) -> None:
-        self._outbox.connection_lost(conn, reason)
-
-    def connection_busy(self, conn: Connection, busy: bool) -> None:
-        self._outbox.connection_busy(conn, busy)
 
     def _node_lost(self, node: NodeId, error: NodeUnreachable) -> None:
         self._table.tracer.emit("node_down", node=node)

@@ -39,11 +39,14 @@ Busy = asyncio.Future[None] | None
 
 
 class Router:
-    """Sends for the processes of one node (`LocalNode` is one)."""
+    """Sends for the processes of one node (a part of its `LocalNode`, which offers
+    them as its own)."""
 
-    node_id: NodeId
-
-    def __init__(self, table: ProcessTable, outbox: Outbox, registry: Registry) -> None:
+    def __init__(
+        self, table: ProcessTable, outbox: Outbox, registry: Registry, node_id: NodeId
+    ) -> None:
+        #: The node's id (its node sets it again once it listens on a port it chose).
+        self.node_id = node_id
         self._table = table
         self._outbox = outbox
         self.registry = registry
