@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from cloudy.aio import free_port
+from cloudy.testing import free_port
 
 __all__ = ["CLOUDY", "as_on_a_terminal", "ended_by_pid", "own_discovery_port"]
 __all__ += ["processes_mentioning", "run_local"]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cloudy.aio import free_port
+from cloudy.testing import free_port
 
 TUTORIAL = Path(__file__).resolve().parent.parent / "docs" / "tutorial.md"
 

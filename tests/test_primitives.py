@@ -65,8 +65,7 @@ from cloudy import (
     whereis_remote,
 )
 from cloudy import die as die_now
-from cloudy.aio import free_port
-from cloudy.testing import NodeProcess
+from cloudy.testing import NodeProcess, free_port
 
 COOKIE = "test-primitives"
 

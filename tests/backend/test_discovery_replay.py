@@ -20,10 +20,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cloudy import NodeId
-from cloudy.aio import free_port
 from cloudy.backend import discovery as T
 from cloudy.backend import simplelocalnet as sl
 from cloudy.backend.discovery import DEFAULT_GROUP, Answering
+from cloudy.testing import free_port
 from cloudy.wire import discovery as D
 
 NOW = 1.7e9  # a wall clock

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from procs import processes_mentioning
 
-from cloudy.aio import free_port
 from cloudy.cli import main
 from cloudy.cli.values import parse_duration
 from cloudy.ring import expected_result
+from cloudy.testing import free_port
 
 RESULT_LINE = re.compile(r"^(nid://\S+) <(\d+), (\S+)>$", re.M)
 CLOUDY = [sys.executable, "-m", "cloudy"]

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 from procs import ended_by_pid, processes_mentioning
 
-from cloudy.aio import free_port
 from cloudy.cli.args import build_parser
 from cloudy.cli.help import COMMANDS
 from cloudy.ring import expected_result
+from cloudy.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOUDY = [sys.executable, "-m", "cloudy"]

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from cloudy import NodeId
-from cloudy.aio import free_port
 from cloudy.backend import simplelocalnet as sl
 from cloudy.cli import main
 from cloudy.cli.heart import Intensity, describe_status, parse_intensity
 from cloudy.cli.local import LocalSlaves
+from cloudy.testing import free_port
 
 CLOUDY = [sys.executable, "-m", "cloudy"]
 STARTED = re.compile(r"^heart: started slave (nid://\S+), pid (\d+)$", re.M)

@@ -35,9 +35,8 @@ from cloudy import (
     spawn_local,
     whereis_remote,
 )
-from cloudy.aio import free_port
 from cloudy.observe.metrics import Metrics, MetricsServer, Snapshot
-from cloudy.testing import NodeProcess
+from cloudy.testing import NodeProcess, free_port
 
 COOKIE = "test-metrics"
 N = 200

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cloudy.aio import free_port
 from cloudy.ring import expected_result
+from cloudy.testing import free_port
 
 pytestmark = pytest.mark.load
 

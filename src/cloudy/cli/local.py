@@ -43,9 +43,9 @@ from typing import IO
 
 import msgspec
 
-from ..aio import free_port
 from ..identity import NodeId
 from ..ring import ExperimentError, Params, Report, RingResult
+from ..testing.ports import free_port
 from .heart import die_with_parent
 
 __all__ = [

@@ -29,9 +29,10 @@ from pathlib import Path
 from types import TracebackType
 
 from .. import LocalNode
-from ..aio import free_port, run
+from ..aio import run
 from ..errors import CloudyError
 from ..identity import NodeId
+from .ports import free_port
 
 __all__ = ["NodeProcess", "NodeStartError", "free_port"]
 
