@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 STAMP_NFT := $(VENV)/.installed-nft
+STAMP_DNS := $(VENV)/.installed-dnsmasq
 
 .PHONY: run test lint typecheck docs unit bench clean
 
@@ -26,6 +27,13 @@ $(STAMP_NFT): | $(BIN)/python
 		|| (apt-get update -q && apt-get install -y -q nftables) || echo "nftables not installed"
 	if command -v nft >/dev/null; then touch $@; fi
 
+# dnsmasq (the binary alone: no service is started), the DNS server of the DNS discovery
+# test (root; without it that test skips, saying why)
+$(STAMP_DNS): | $(BIN)/python
+	command -v dnsmasq >/dev/null || apt-get install -y -q dnsmasq-base \
+		|| (apt-get update -q && apt-get install -y -q dnsmasq-base) || echo "dnsmasq not installed"
+	if command -v dnsmasq >/dev/null; then touch $@; fi
+
 run: $(STAMP_RUN)
 	$(BIN)/cloudy local --slaves 4 --send-for 2s --wait-for 1s --with-seed 0
 
@@ -40,7 +48,7 @@ typecheck: $(STAMP_TEST)
 # Three workers, each taking more work when it runs dry: most tests wait on child
 # processes and timers, so the suite takes about a third as long as on one; the
 # nodes of each test are still OS processes of their own.
-unit: $(STAMP_TEST) $(STAMP_NFT)
+unit: $(STAMP_TEST) $(STAMP_NFT) $(STAMP_DNS)
 	$(BIN)/pytest -q -n 3 --dist worksteal
 
 # The API reference and tutorial (mkdocs + mkdocstrings), built strictly: a broken

@@ -3,8 +3,9 @@
 A `Backend` (made by `initialize_backend`) owns one `LocalNode` and, where multicast
 works, a discovery daemon. `Backend.find_peers` multicasts a signed request on the
 interface of the node's address (group 224.0.0.99, port 9999 by default), asks the
-static peers (``peers=`` or ``CLOUDY_PEERS``, see `parse_peers`) directly, and keeps
-only the nodes that this node can reach over TCP with its cookie.
+static peers (``peers=`` or ``CLOUDY_PEERS``, see `parse_peers`) and the peers a DNS
+name gives (``peers_dns=`` or ``CLOUDY_PEERS_DNS``, see `cloudy.backend.dns`) directly,
+and keeps only the nodes that this node can reach over TCP with its cookie.
 
 Masters and slaves, built on this, are in `cloudy.backend.master_slave`; users import
 both from `cloudy.backend.simplelocalnet`.
@@ -35,6 +36,8 @@ from .. import (
 )
 from ..identity import port_number
 from .discovery import DEFAULT_GROUP, DEFAULT_PORT, Discovery, interface_address
+from .dns import DEFAULT_INTERVAL, Lookup, dns_lookup, parse_server
+from .dns_watch import DnsWatch
 
 __all__ = [
     "DEFAULT_DISCOVERY_TIMEOUT",
@@ -58,6 +61,9 @@ SLAVE_CONTROLLER = "slaveController"
 DEFAULT_DISCOVERY_TIMEOUT = 1.0
 # How long, past the discovery window, a node that answered may take to be reached.
 REACH_GRACE = 1.0
+# How many times a peer new in DNS is tried, an interval apart, before a log line says
+# it is no cloudy node (a pod's address is in DNS before its node listens).
+REACH_ATTEMPTS = 3
 
 
 def parse_peers(peers: Iterable[NodeId | str] | str | None) -> list[NodeId]:
@@ -94,13 +100,21 @@ class Backend:
         multicast_group: str = DEFAULT_GROUP,
         multicast_port: int = DEFAULT_PORT,
         peers: Iterable[NodeId | str] | str | None = None,
-        discovery: bool = True,
+        peers_dns: str | None = None,
+        peers_port: int | None = None,
+        dns_interval: float = DEFAULT_INTERVAL,
+        dns_server: str | None = None,
+        dns_lookup: Lookup | None = None,
+        discovery: bool | None = None,
         **node_options: Any,
     ) -> None:
         self.host = host
         self.port = port_number(port)
         self.remote_table = remote_table
         self.peers = parse_peers(os.environ.get("CLOUDY_PEERS") if peers is None else peers)
+        self._dns = self._dns_watch(peers_dns, peers_port, dns_interval, dns_server, dns_lookup)
+        if discovery is None:  # found by DNS: by DNS only (multicast seldom crosses it)
+            discovery = self._dns is None
         self.multicast_group = multicast_group
         self.multicast_port = multicast_port
         self._cookie = cookie
@@ -108,6 +122,7 @@ class Backend:
         self._node: LocalNode | None = None
         self._starting: asyncio.Lock | None = None
         self._discovery: Discovery | None = None
+        self._dns_task: asyncio.Task[None] | None = None
         self._want_discovery = discovery
         self.discovery_error: str | None = None
         # nodes with a different cookie that answered the last `find_peers` (a count only)
@@ -118,7 +133,7 @@ class Backend:
             try:
                 self.interface = interface_address(host)
             except OSError as e:
-                if not self.peers:
+                if not self.peers and self._dns is None:
                     raise
                 # an IPv6-only host, say: the static peers will do
                 log.warning("no multicast discovery: %s; asking the peers only", e)
@@ -136,7 +151,59 @@ class Backend:
             )
         if self.peers:
             parts.append("peers " + ",".join(f"{p.host}:{p.port}" for p in self.peers))
+        if self._dns is not None:
+            parts.append(self._dns.describe())
         return " and ".join(parts) or "nothing (no multicast, no peers)"
+
+    def _dns_watch(
+        self,
+        name: str | None,
+        port: int | None,
+        interval: float,
+        server: str | None,
+        lookup: Lookup | None,
+    ) -> DnsWatch | None:
+        name = os.environ.get("CLOUDY_PEERS_DNS") if name is None else name
+        if not name:
+            return None
+        port = self.port if port is None else port_number(port)  # 0: SRV records only
+        if not interval > 0:
+            raise ValueError(f"a DNS interval must be above 0 s, not {interval!r}")
+        if lookup is None:
+            server = os.environ.get("CLOUDY_DNS_SERVER") if server is None else server
+            lookup = dns_lookup(parse_server(server) if server else None)
+        return DnsWatch(name, port, lookup, interval=interval, on_new=self._reach)
+
+    def _reach(self, peer: NodeId) -> None:
+        """Connect to *peer*, new in DNS; say so if, asked a few times (it may be
+        starting), it is no cloudy node with our cookie."""
+        node, watch = self._node, self._dns
+        if node is None or node.closed or watch is None or peer == node.node_id:
+            return
+
+        async def reach() -> None:
+            for attempt in range(REACH_ATTEMPTS):
+                if attempt:
+                    await asyncio.sleep(watch.interval)
+                    if peer not in watch.peers:
+                        return  # gone from DNS meanwhile: nothing to say
+                deadline = clock.now() + node.connect_timeout
+                if await whereis_on(node, peer, SLAVE_CONTROLLER, deadline) is not None:
+                    return
+            log.warning(
+                "DNS discovery: %s:%d, named by %s, does not answer as a cloudy node "
+                "with our cookie",
+                peer.host,
+                peer.port,
+                watch.name,
+            )
+
+        node.fork_process(reach)
+
+    @property
+    def dns(self) -> DnsWatch | None:
+        """The DNS name this backend polls for peers, if any (its peers, its last error)."""
+        return self._dns
 
     @property
     def node(self) -> LocalNode:
@@ -161,6 +228,8 @@ class Backend:
             )
             await node.start()
             self._node = node
+            if self._dns is not None:
+                self._dns_task = asyncio.get_running_loop().create_task(self._dns.run())
             if self._want_discovery and self.interface is not None:
                 daemon = Discovery(
                     cookie=node.cookie,
@@ -213,6 +282,10 @@ class Backend:
                 found(node.node_id)  # this node answers too, multicast or not
                 for peer in self.peers:
                     found(peer)
+                if self._dns is not None:
+                    await self._dns.first_answer(timeout)
+                    for peer in self._dns.peers:
+                        found(peer)
                 if self._discovery is not None:
                     strangers: set[bytes] = set()
                     await self._discovery.ask(timeout, found, strangers)
@@ -228,7 +301,10 @@ class Backend:
         return sorted(alive, key=by_address)
 
     async def close(self) -> None:
-        """End the discovery daemon and the node."""
+        """End the discovery daemon, the DNS polls and the node."""
+        if self._dns_task is not None:
+            self._dns_task.cancel()
+            self._dns_task = None
         if self._discovery is not None:
             self._discovery.close()
             self._discovery = None
@@ -248,8 +324,13 @@ def initialize_backend(
     """A backend for a node at *host*:*port* (port may be a string; 0 picks one).
 
     Options: ``cookie``, ``multicast_group`` (224.0.0.99), ``multicast_port`` (9999),
-    ``peers`` (static peers, default ``$CLOUDY_PEERS``), ``discovery`` (False: static
-    peers only), and any `LocalNode` option (``ssl``, ``connect_timeout``,
+    ``peers`` (static peers, default ``$CLOUDY_PEERS``), ``peers_dns`` (a DNS name
+    whose SRV or A/AAAA records name the peers, default ``$CLOUDY_PEERS_DNS``; with
+    ``peers_port`` for A/AAAA records (default: *port*), ``dns_interval`` (5 s),
+    ``dns_server`` (``address[:port]``, default ``$CLOUDY_DNS_SERVER``, else the
+    system's) or ``dns_lookup`` (a `cloudy.backend.dns.Lookup` of your own)),
+    ``discovery`` (False: no multicast; by default on unless ``peers_dns`` is given),
+    and any `LocalNode` option (``ssl``, ``connect_timeout``,
     ``heartbeat_timeout``, ``max_frame_size``). Raises `OSError` if *host* does not
     resolve, `ValueError` for a bad port or peer.
     """

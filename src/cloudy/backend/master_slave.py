@@ -44,6 +44,8 @@ from .. import (
     whereis,
 )
 from ..aio import run
+from .claims import Claim, Claims, Release
+from .forming import Forming, form
 from .localnet import DEFAULT_DISCOVERY_TIMEOUT, SLAVE_CONTROLLER, Backend, by_address, whereis_on
 
 __all__ = [
@@ -116,9 +118,16 @@ async def _slave_controller(tell: Callable[[str], None]) -> None:
     me = get_self_node()
     own_logger = whereis("logger")
     redirected: Any = None  # the monitor on the master's logger, while redirected
+    claims = Claims()  # the master this slave serves, while one holds it
     while True:
         msg = await receive_wait(match_any())
-        if isinstance(msg, TerminateSlave):
+        if isinstance(msg, Claim):
+            claims.claim(msg)
+        elif isinstance(msg, Release):
+            claims.release(msg)
+        elif isinstance(msg, ProcessMonitorNotification) and claims.holder_gone(msg):
+            pass  # free for the next master
+        elif isinstance(msg, TerminateSlave):
             by = "a master" if msg.reply_to is None else f"the master on {msg.reply_to.node}"
             tell(f"slave {me} ended by {by}")
             if msg.reply_to is not None:
@@ -278,33 +287,32 @@ async def run_master(
     *,
     slaves: int | None = None,
     within: float = 30.0,
+    stable_for: float = 0.0,
     on_wait: Callable[[], None] | None = None,
     on_found: Callable[[int], None] | None = None,
 ) -> Any:
-    """Find the slaves, redirect their logs here, run ``proc(slave_nodes)`` as a process.
+    """Find the slaves, claim them, redirect their logs here, run ``proc(slave_nodes)``
+    as a process.
 
     The coroutine form of `start_master`; returns what *proc* returns. With *slaves*,
-    discovery goes on until that many are found (then exactly that many are used),
-    for at most *within* seconds, then raises `CloudyError`; *on_wait* is called
-    before each round and may raise to give up; *on_found* is told after each round
-    how many slaves it found.
+    discovery goes on until that many are found (then exactly that many are used);
+    the slaves taken must have stayed the same for *stable_for* seconds; each is
+    claimed, so that it serves this master alone while it lives (the rules:
+    `cloudy.backend.forming`). A master that finds by DNS never forms with no slave.
+    It tries for at most *within* seconds, then raises `CloudyError` saying why;
+    *on_wait* is called before each round and may raise to give up; *on_found* is told
+    after each round how many slaves it found.
     """
+    rules = Forming(slaves, stable_for, within, at_least_one=backend.dns is not None)
 
     async def master() -> Any:
-        deadline = clock.now() + within
-        while True:
-            if on_wait is not None:
-                on_wait()
-            found = await find_slaves(backend)
-            if on_found is not None:
-                on_found(len(found))
-            if slaves is None or len(found) >= slaves:
-                break
-            if clock.now() >= deadline:
-                raise CloudyError(
-                    f"found {len(found)} of {slaves} slaves within {within:g} s\n"
-                    + _nothing_found(backend)
-                )
+        found = await form(
+            lambda: find_slaves(backend),
+            rules,
+            on_wait=on_wait,
+            on_found=on_found,
+            explain=lambda: _nothing_found(backend),
+        )
         if not found:
             print(_nothing_found(backend), file=sys.stderr, flush=True)
         found = found[:slaves]
@@ -328,12 +336,24 @@ def _nothing_found(backend: Backend) -> str:
             f"  - {backend.other_cookies} node(s) answered with a different cookie: "
             "give every node the same one"
         )
-    lines += [
+    lines.append(
         "  - that the slaves run and use the same cookie (--cookie, CLOUDY_COOKIE or "
-        "~/.cloudy/cookie)",
-        "  - that a firewall lets UDP multicast through on that interface, or use --peers",
-        f"  - that the slaves' hosts are on the same network as {backend.interface}"
-        " (a loopback address only reaches this machine)",
-        f"  - cloudy doctor {backend.host}",
-    ]
+        "~/.cloudy/cookie)"
+    )
+    dns = backend.dns
+    if dns is not None:
+        if dns.error:
+            lines.append(f"  - the DNS lookup: {dns.error}")
+        lines += [
+            f"  - that {dns.name} names the slaves: its SRV records (_cloudy._tcp.{dns.name}) "
+            f"or its A/AAAA records at port {dns.port}",
+            f"  - that the slaves listen at the addresses it names ({len(dns.peers)} now)",
+        ]
+    else:
+        lines += [
+            "  - that a firewall lets UDP multicast through on that interface, or use --peers",
+            f"  - that the slaves' hosts are on the same network as {backend.interface}"
+            " (a loopback address only reaches this machine)",
+        ]
+    lines.append(f"  - cloudy doctor {backend.host}")
     return "\n".join(lines)

@@ -13,11 +13,12 @@ import re
 import sys
 from typing import NoReturn
 
-from ..backend.discovery import DEFAULT_PORT
+from ..backend.health import DEFAULT_HEALTH_TIMEOUT
 from ..backend.localnet import DEFAULT_DISCOVERY_TIMEOUT
 from ..ring.model import MODELS
 from ..ring.stream import DEFAULT_WINDOW
 from . import values as v
+from .discovery_args import add_discovery_arguments
 from .heart import DEFAULT_INTENSITY
 from .help import COMMANDS, MAIN_DESCRIPTION, MAIN_EPILOG, HelpFormatter
 from .sim_args import add_sim_arguments
@@ -171,22 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
             f"(default: {DEFAULT_DISCOVER_TIMEOUT:g}s)",
         )
 
-    def discovery_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--discovery-port",
-            type=v.port,
-            default=None,
-            metavar="PORT",
-            help=f"UDP port of discovery (default: {DEFAULT_PORT})",
-        )
-        p.add_argument(
-            "--peers",
-            type=v.peers,
-            default=None,
-            metavar="HOST:PORT,...",
-            help="static peers asked over TCP (default: $CLOUDY_PEERS)",
-        )
-
     def fault_options(p: argparse.ArgumentParser) -> None:
         g = p.add_argument_group("faults (T counts from the start of SEND)")
         g.add_argument("--kill-slave-at", type=v.duration, metavar="T", help="kill -9 a slave node")
@@ -207,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("slave")
     p.add_argument("host", help=_HOST)
     p.add_argument("port", type=v.port, help=f"{_PORT}; --heart needs a fixed one")
-    discovery_options(p)
+    add_discovery_arguments(p)
     node_options(p)
     metrics_option(p)
     # `cloudy local` passes this: the slave ends when its parent's pipe closes.
@@ -243,9 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="wait until this many slaves are found (default: those found in 1 s)",
     )
+    p.add_argument(
+        "--stable-for",
+        type=v.duration,
+        default=None,
+        metavar="T",
+        help="form only once the slaves found have stayed the same this long "
+        "(default: 2s with --peers-dns, else 0s)",
+    )
     discover_timeout_option(p)
     run_options(p)
-    discovery_options(p)
+    add_discovery_arguments(p)
     node_options(p)
     metrics_option(p)
 
@@ -281,18 +274,30 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"how long to listen for answers (default {DEFAULT_DISCOVERY_TIMEOUT:g}s; "
         "a busy machine's nodes may answer late)",
     )
-    discovery_options(p)
+    add_discovery_arguments(p)
     node_options(p, detect=False)
 
     p = command("doctor")
     p.add_argument("host", help="the address the nodes of this machine would use")
-    discovery_options(p)
+    add_discovery_arguments(p)
+    node_options(p, detect=False)
+
+    p = command("health")
+    p.add_argument("host", help="the node's address")
+    p.add_argument("port", type=v.port, help="the node's TCP port")
+    p.add_argument(
+        "--timeout",
+        type=v.duration,
+        default=DEFAULT_HEALTH_TIMEOUT,
+        metavar="T",
+        help=f"how long to wait for its answer (default: {DEFAULT_HEALTH_TIMEOUT:g}s)",
+    )
     node_options(p, detect=False)
 
     for name in ("top", "ps"):
         p = command(name)
         add_observer_arguments(p, name, v.duration)
-        discovery_options(p)
+        add_discovery_arguments(p)
         node_options(p, detect=False)
     return parser
 

@@ -11,7 +11,7 @@ cloudy local [--slaves 4 --send-for 2s --wait-for 1s --with-seed 0]
 cloudy verify --with-seed S COUNT
 cloudy sim [--seeds 200 --first 1 --model all --nodes 4 --workers N] [--faults PLAN]
            [--seed S [--trace]] [--json]
-cloudy peers HOST; cloudy doctor HOST
+cloudy peers HOST; cloudy doctor HOST; cloudy health HOST PORT
 cloudy top [NODE...] [--node NODE --once]; cloudy ps NODE [--json]
 (slave, master, local, peers, doctor, top and ps also take --cookie C)
 
@@ -33,6 +33,7 @@ from typing import Any
 from ..aio import run
 from ..backend import simplelocalnet as sl
 from ..backend import tools
+from ..backend.health import health
 from ..errors import CloudyError
 from ..identity import NodeId
 from ..ring.master import ExperimentError, Params, Progress, Report, run_experiment
@@ -54,6 +55,10 @@ __all__ = ["main", "parse_duration"]
 # How long `cloudy local` waits for its slaves' result lines once the master has their
 # results (they print before they report: the lines are normally there already).
 RESULT_LINES_WAIT = 5.0
+# How long the slaves a master finds by DNS must stay the same before it forms: pods
+# of a StatefulSet start within a second or two of each other (Akka waits 5 s; a
+# longer --stable-for suits a slow cluster).
+DNS_STABLE_FOR = 2.0
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -81,7 +86,8 @@ def _params(args: argparse.Namespace) -> Params:
 
 # flag (as argparse names it) -> the backend's (and its node's) option
 _OPTIONS = {"discovery_port": "multicast_port", "detect": "heartbeat_timeout"}
-_OPTIONS |= {"peers": "peers"}
+_OPTIONS |= {"peers": "peers", "peers_dns": "peers_dns", "dns_interval": "dns_interval"}
+_OPTIONS |= {"dns_server": "dns_server"}
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -106,6 +112,7 @@ async def _master(
     *,
     on_found: Callable[[int], None],
     within: float,
+    stable_for: float | None = None,
 ) -> Report:
     """Find the slaves (*want* of them, if given), run the experiment, end the slaves."""
     backend = sl.initialize_backend(host, port, **options)
@@ -117,8 +124,16 @@ async def _master(
         finally:
             await sl.terminate_slaves(slaves)
 
+    if stable_for is None:  # found by DNS: pods still appearing are waited for
+        stable_for = DNS_STABLE_FOR if backend.dns is not None else 0.0
     await sl.run_master(
-        backend, experiment, slaves=want, within=within, on_wait=on_wait, on_found=on_found
+        backend,
+        experiment,
+        slaves=want,
+        within=within,
+        stable_for=stable_for,
+        on_wait=on_wait,
+        on_found=on_found,
     )
     if not report:
         raise ExperimentError("the master ended without a result")
@@ -150,6 +165,11 @@ def _slave_with_heart(args: argparse.Namespace) -> int:
         command += ["--discovery-port", str(args.discovery_port)]
     if args.peers is not None:
         command += ["--peers", ",".join(map(str, args.peers))]
+    for flag in ("peers_dns", "dns_interval", "dns_server"):
+        value = getattr(args, flag)
+        if value is not None:
+            text = f"{value}s" if flag == "dns_interval" else str(value)
+            command += ["--" + flag.replace("_", "-"), text]
     if args.detect is not None:
         command += ["--detect", f"{args.detect}s"]
     if args.metrics_port is not None:
@@ -171,6 +191,7 @@ def cmd_master(args: argparse.Namespace) -> int:
                 *(args.host, args.port, params, args.slaves, options, display),
                 on_found=display.found,
                 within=args.discover_timeout,
+                stable_for=args.stable_for,
             )
         )
         display.done(report)
@@ -301,6 +322,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run(tools.doctor(args.host, **_backend_options(args)))
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    options = {"cookie": args.cookie} if args.cookie is not None else {}
+    return run(health(args.host, args.port, timeout=args.timeout, **options))
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "slave": cmd_slave,
     "master": cmd_master,
@@ -309,6 +335,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "sim": lambda args: _cmd_sim(args),
     "peers": cmd_peers,
     "doctor": cmd_doctor,
+    "health": cmd_health,
     "top": cmd_top,
     "ps": cmd_ps,
 }

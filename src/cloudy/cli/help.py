@@ -99,6 +99,14 @@ COMMANDS: dict[str, CommandHelp] = {
         "if one fails.",
         ("cloudy doctor 127.0.0.1", "cloudy doctor host-a --cookie s3cret"),
     ),
+    "health": CommandHelp(
+        "check that a node answers (a container probe)",
+        "Connect to the node on HOST:PORT, complete the handshake (only a node with the "
+        "same cookie does) and wait for its answer to one request. Exit status 0 when it "
+        "answered within --timeout, else 1 with one line saying so: usable as Docker's "
+        "HEALTHCHECK or a Kubernetes readiness or liveness probe.",
+        ("cloudy health 127.0.0.1 10501", 'cloudy health "$POD_IP" 7000 --timeout 2s'),
+    ),
     "top": CommandHelp(
         "watch the nodes and the processes of one, refreshing",
         "Show every node that answers discovery (or each NODE given): uptime, processes, "

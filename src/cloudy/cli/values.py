@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 
 from ..backend import simplelocalnet as sl
+from ..backend.dns import parse_server
 from ..identity import NodeId
 from .faults import parse_freeze
 from .heart import Intensity, parse_intensity
@@ -112,6 +113,22 @@ def peers(text: str) -> list[NodeId]:
         return sl.parse_peers(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def dns_name(text: str) -> str:
+    name = text.strip().rstrip(".")
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(0 < len(label) <= 63 for label in labels):
+        raise argparse.ArgumentTypeError(f"not a DNS name: {text!r}")
+    return name
+
+
+def dns_server(text: str) -> str:
+    try:
+        parse_server(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def cookie(text: str) -> str:
