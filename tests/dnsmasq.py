@@ -82,19 +82,19 @@ class Dnsmasq:
 
     def start(self, prefix: Sequence[str] = ()) -> Dnsmasq:
         """Start it (inside *prefix*, e.g. ``ip netns exec NS``); return once it answers."""
-        self.proc = subprocess.Popen(
-            [*prefix, *self.command()],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 10.0
         log = self.workdir / "dnsmasq.log"
+        runs = log.read_text().count("started") if log.exists() else 0
+        # its own output to a file, never to a pipe nobody reads (a full pipe stops it)
+        with (self.workdir / "dnsmasq.out").open("a") as out:
+            self.proc = subprocess.Popen(
+                [*prefix, *self.command()], stdout=out, stderr=subprocess.STDOUT, text=True
+            )
+        deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                _, err = self.proc.communicate()
+                err = (self.workdir / "dnsmasq.out").read_text()
                 raise RuntimeError(f"dnsmasq exited with {self.proc.returncode}: {err.strip()}")
-            if log.exists() and "started" in log.read_text():
+            if log.exists() and log.read_text().count("started") > runs:
                 return self
             time.sleep(0.05)
         raise RuntimeError("dnsmasq did not start within 10 s")

@@ -18,6 +18,7 @@ found out later, when the node cannot be reached with our cookie.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
@@ -120,27 +121,35 @@ def dns_lookup(server: tuple[str, int] | None = None, *, timeout: float = LOOKUP
         return r
 
     async def lookup(name: str, port: int) -> list[Record]:
-        r = resolver()  # made per lookup: /etc/resolv.conf may change under a pod
-        srv = await _srv(r, name)
-        if srv:
-            return srv
-        records = [Record(0, 0, host, port) for host in await _addresses(r, name)]
-        if records and not port:
-            raise DnsError(f"{name} has A/AAAA records but no port: listen on a fixed one")
-        if not records:
-            raise DnsError(f"{name} has no SRV ({SERVICE}.{name}), A or AAAA records")
-        return sorted(set(records), key=Record.order)
+        try:
+            async with asyncio.timeout(timeout):  # the whole lookup, every query of it
+                return await _lookup(resolver(), name, port)
+        except TimeoutError:
+            raise DnsError(f"no whole answer for {name} within {timeout:g} s") from None
 
     return lookup
 
 
-async def _srv(r: dns.asyncresolver.Resolver, name: str) -> list[Record]:
+async def _lookup(r: dns.asyncresolver.Resolver, name: str, port: int) -> list[Record]:
+    srv = await _srv(r, name)
+    if srv is not None:
+        return srv
+    records = [Record(0, 0, host, port) for host in await _addresses(r, name)]
+    if records and not port:
+        raise DnsError(f"{name} has A/AAAA records but no port: listen on a fixed one")
+    if not records:
+        raise DnsError(f"{name} has no SRV ({SERVICE}.{name}), A or AAAA records")
+    return sorted(set(records), key=Record.order)
+
+
+async def _srv(r: dns.asyncresolver.Resolver, name: str) -> list[Record] | None:
+    """The peers *name*'s SRV records give; None when it has none (then its A/AAAA)."""
     try:
         answer = await _ask(r, f"{SERVICE}.{name}", "SRV")
     except _Refused:
         answer = None  # a server that will not say (REFUSED, SERVFAIL): try the addresses
     if answer is None:
-        return []
+        return None
     _check_size(name, len(answer))
     # Targets' addresses are taken from the answer's additional section where the
     # server gave them (a headless Service's do), else asked for.
@@ -162,6 +171,8 @@ async def _srv(r: dns.asyncresolver.Resolver, name: str) -> list[Record]:
             hosts = await _addresses(r, target)
         out += [Record(rd.priority, rd.weight, _address(name, h), rd.port) for h in hosts]
         _check_size(name, len(out))
+    if not out:  # SRV records win, even when they name nothing reachable
+        raise DnsError(f"{name}: its SRV records ({SERVICE}.{name}) name no target with an address")
     return sorted(set(out), key=Record.order)
 
 

@@ -94,7 +94,10 @@ class DnsWatch:
         now = clock.now()
         if self.failures == 1 or now - self._logged_at >= REPEAT_LOG:
             self._logged_at = now
-            known = f"keeping the {len(self.peers)} peers known" if self.peers else "no peers yet"
+            count = len(self.peers)
+            known = (
+                f"keeping the {count} peer{'s' * (count != 1)} known" if count else "no peers yet"
+            )
             again = "" if self.failures == 1 else f" ({self.failures} lookups in a row)"
             log.warning("DNS discovery: %s%s; %s", why, again, known)
 

@@ -10,6 +10,7 @@ it answered within the timeout, 1 otherwise, with one line saying what failed.
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 from typing import Any, TextIO
@@ -51,11 +52,19 @@ async def health(
         return 1
     options.setdefault("connect_timeout", timeout)
     node = LocalNode(own, 0, cookie=options.pop("cookie", None), local_sockets=False, **options)
-    await node.start()
+    # one line for a probe's log: what the transport would say of a bad peer is that
+    # line's business (it says why it answered not), not lines of its own
+    quiet = logging.getLogger("cloudy")
+    was = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
-        answer = await whereis_on(node, target, SLAVE_CONTROLLER, clock.now() + timeout)
+        await node.start()
+        try:
+            answer = await whereis_on(node, target, SLAVE_CONTROLLER, clock.now() + timeout)
+        finally:
+            await node.close()
     finally:
-        await node.close()
+        quiet.setLevel(was)
     if answer is None:
         print(
             f"cloudy health: no cloudy node with this cookie answered at {host}:{port} "

@@ -22,6 +22,7 @@ from .discovery_args import add_discovery_arguments
 from .heart import DEFAULT_INTENSITY
 from .help import COMMANDS, MAIN_DESCRIPTION, MAIN_EPILOG, HelpFormatter
 from .sim_args import add_sim_arguments
+from .tls import add_tls_arguments
 from .top_args import add_observer_arguments
 from .values import parse_duration
 
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         p: argparse.ArgumentParser, *, detect: bool = True, cookie: str = _COOKIE
     ) -> None:
         p.add_argument("--cookie", type=v.cookie, default=None, help=cookie)
+        add_tls_arguments(p)
         if detect:
             p.add_argument(
                 "--detect",

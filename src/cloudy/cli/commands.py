@@ -47,6 +47,7 @@ from .local import LocalSlaves, cloudy_command
 from .plot import picture
 from .report import print_outcomes, print_report
 from .slave import run_slave_node
+from .tls import tls_contexts, tls_flags
 from .top import cmd_ps, cmd_top
 from .verify import cmd_verify
 
@@ -94,6 +95,9 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"cookie": args.cookie} if args.cookie is not None else {}
     given = {flag: getattr(args, flag, None) for flag in _OPTIONS}
     options |= {_OPTIONS[flag]: value for flag, value in given.items() if value is not None}
+    contexts = tls_contexts(args)
+    if contexts is not None:
+        options["ssl"] = contexts
     if getattr(args, "metrics_port", None) is not None:  # the node serves its metrics
         from ..observe.metrics import Metrics
 
@@ -174,6 +178,7 @@ def _slave_with_heart(args: argparse.Namespace) -> int:
         command += ["--detect", f"{args.detect}s"]
     if args.metrics_port is not None:
         command += ["--metrics-port", str(args.metrics_port)]
+    command += tls_flags(args)
     name = f"slave {NodeId(args.host, args.port)}"
     # the cookie in the environment, not on a command line others can read
     env = None if args.cookie is None else dict(os.environ, CLOUDY_COOKIE=args.cookie)
@@ -323,7 +328,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    options = {"cookie": args.cookie} if args.cookie is not None else {}
+    options = _backend_options(args)
     return run(health(args.host, args.port, timeout=args.timeout, **options))
 
 
