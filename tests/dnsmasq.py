@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["Dnsmasq", "dnsmasq_binary"]
+from cloudy.testing import free_port
+
+__all__ = ["Dnsmasq", "dnsmasq_binary", "free_dns_port"]
 
 
 def dnsmasq_binary() -> str:
@@ -129,3 +132,16 @@ class Dnsmasq:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_dns_port() -> int:
+    """A port free for UDP (as the helper's ``free_port`` picks it) and for TCP too."""
+    for _ in range(100):
+        port = free_port(socket.SOCK_DGRAM)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no port free for both UDP and TCP")

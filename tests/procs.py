@@ -15,7 +15,7 @@ from typing import Any
 from cloudy.testing import free_port
 
 __all__ = ["CLOUDY", "as_on_a_terminal", "ended_by_pid", "own_discovery_port"]
-__all__ += ["processes_mentioning", "run_local"]
+__all__ += ["processes_mentioning", "run_local", "wait_listening"]
 
 CLOUDY = [sys.executable, "-m", "cloudy"]
 
@@ -85,3 +85,13 @@ def run_local(command: list[str], marker: str, *flags: str) -> subprocess.Comple
         time.sleep(0.05)
     assert processes_mentioning(marker) == [], "left behind"
     return done
+
+
+def wait_listening(port: int, timeout: float = 20.0) -> None:
+    """Until something accepts TCP connections on 127.0.0.1:*port*."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")

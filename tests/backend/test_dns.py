@@ -27,8 +27,8 @@ import dns.query
 import dns.rdatatype
 import dns.rrset
 import pytest
-from dnsmasq import Dnsmasq
-from procs import ended_by_pid
+from dnsmasq import Dnsmasq, free_dns_port
+from procs import ended_by_pid, wait_listening
 
 from cloudy import NodeId
 from cloudy.backend.dns import MAX_RECORDS, DnsError, Record, dns_lookup, parse_server
@@ -60,19 +60,6 @@ class Server(Dnsmasq):
         self.wait_reloaded(before + 1)
 
 
-def _both_free() -> int:
-    """A port free for UDP (as the helper's ``free_port`` picks it) and for TCP too."""
-    for _ in range(100):
-        port = free_port(socket.SOCK_DGRAM)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no port free for both UDP and TCP")
-
-
 StartDns = Callable[..., Server]
 
 
@@ -90,7 +77,9 @@ def dnsmasq(tmp_path: Path) -> Iterator[StartDns]:
     ) -> Server:
         for attempt in range(5):  # a port free a moment ago may be taken since
             workdir = tmp_path / f"dnsmasq-{len(started)}"
-            server = Server(workdir, "127.0.0.1", _both_free(), srv=srv, hosts=hosts, extra=extra)
+            server = Server(
+                workdir, "127.0.0.1", free_dns_port(), srv=srv, hosts=hosts, extra=extra
+            )
             started.append(server)
             try:
                 server.start()
@@ -411,15 +400,6 @@ class NotCloudy:
         self._stop.set()
         self._thread.join(timeout=5)
         self.sock.close()
-
-
-def wait_listening(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 @pytest.mark.load

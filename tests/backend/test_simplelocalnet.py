@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import remote_funcs as rf
-from procs import ended_by_pid
+from procs import ended_by_pid, wait_listening
 
 from cloudy import NodeId, call, closure
 from cloudy.backend import simplelocalnet as sl
@@ -41,15 +41,6 @@ def cloudy_slave(port: int, discovery: str, env: dict[str, str]) -> subprocess.P
         stderr=subprocess.DEVNULL,
         text=True,
     )
-
-
-def wait_listening(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 # --- the seed's minimal example ----------------------------------------------------------

@@ -8,10 +8,8 @@ named by DNS but never reached, and the run goes on without it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 
 import pytest
 import trustme
-from dnsmasq import Dnsmasq
+from dnsmasq import Dnsmasq, free_dns_port
 from procs import CLOUDY, ended_by_pid
 
 from cloudy.testing import free_port
@@ -41,21 +39,12 @@ def flags(files: dict[str, str]) -> list[str]:
     return [word for pair in files.items() for word in pair]
 
 
-def tcp_and_udp_port() -> int:
-    for _ in range(100):
-        port = free_port(socket.SOCK_DGRAM)
-        with socket.socket() as s, contextlib.suppress(OSError):
-            s.bind(("127.0.0.1", port))
-            return port
-    raise RuntimeError("no port free for both UDP and TCP")
-
-
 @pytest.fixture
 def dns_name(tmp_path: Path) -> Iterator[tuple[Dnsmasq, list[int]]]:
     """A DNS server whose SRV records name three slaves' ports on 127.0.0.1."""
     ports = [free_port() for _ in range(3)]
     srv = [("_cloudy._tcp.tls.test", "node.tls.test", p) for p in ports]
-    server = Dnsmasq(tmp_path / "dns", "127.0.0.1", tcp_and_udp_port(), srv=srv)
+    server = Dnsmasq(tmp_path / "dns", "127.0.0.1", free_dns_port(), srv=srv)
     server.set_hosts([("node.tls.test", "127.0.0.1")])
     with server:
         server.start()
