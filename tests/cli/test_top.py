@@ -3,6 +3,7 @@ against nodes in other OS processes (``top`` in a pseudo-terminal, read with pyt
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -285,6 +286,7 @@ class Terminal:
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         env = as_on_a_terminal(env)  # the size comes from the pty
+        env["PYTHONFAULTHANDLER"] = "1"  # (its stacks, if a test must abort it)
         self.child = pexpect.spawn(argv[0], argv[1:], env=env, dimensions=(40, 120))
         self.screen = pyte.Screen(120, 40)
         self.stream = pyte.ByteStream(self.screen)
@@ -308,7 +310,19 @@ class Terminal:
         return text
 
     def exit_status(self, timeout: float = 10.0) -> int | None:
-        self.child.expect(pexpect.EOF, timeout=timeout)
+        """The command's exit status once it ends; if it does not within *timeout*,
+        fail with the Python stacks of its threads (faulthandler, on SIGABRT)."""
+        try:
+            self.child.expect(pexpect.EOF, timeout=timeout)
+        except pexpect.TIMEOUT:
+            self.child.kill(signal.SIGABRT)
+            with contextlib.suppress(pexpect.TIMEOUT, pexpect.EOF):
+                self.child.expect(pexpect.EOF, timeout=5)
+            stacks = self.child.before
+            text = stacks.decode(errors="replace") if isinstance(stacks, bytes) else stacks
+            raise AssertionError(
+                f"still running after {timeout} s; its stacks:\n{text[-4000:]}"
+            ) from None
         self.child.close()
         return self.child.exitstatus
 
