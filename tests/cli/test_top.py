@@ -319,7 +319,7 @@ class Terminal:
             with contextlib.suppress(pexpect.TIMEOUT, pexpect.EOF):
                 self.child.expect(pexpect.EOF, timeout=5)
             stacks = self.child.before
-            text = stacks.decode(errors="replace") if isinstance(stacks, bytes) else stacks
+            text = stacks.decode(errors="replace") if isinstance(stacks, bytes) else str(stacks)
             raise AssertionError(
                 f"still running after {timeout} s; its stacks:\n{text[-4000:]}"
             ) from None
