@@ -53,7 +53,7 @@ def ranks_first(a: ProcessId, b: ProcessId) -> bool:
     return (a.node.host, a.node.port, a.creation) < (b.node.host, b.node.port, b.creation)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Forming:
     """What a master waits for before it forms (see the module's rules)."""
 
@@ -61,14 +61,20 @@ class Forming:
     stable_for: float = 0.0
     within: float = 30.0
     at_least_one: bool = False
-    # why the last round did not form, for the error at the end
-    why: str = ""
-    held: dict[NodeId, ProcessId] = field(default_factory=dict)
 
     def enough(self, found: int) -> bool:
         if self.want is not None:
             return found >= self.want
         return found > 0 or not self.at_least_one
+
+
+@dataclass
+class _Progress:
+    """Where one master's forming stands: the slaves it holds, and why the last round
+    did not form (for the error at the end)."""
+
+    held: dict[NodeId, ProcessId] = field(default_factory=dict)
+    why: str = ""
 
 
 async def form(
@@ -92,6 +98,7 @@ async def form(
     last: tuple[NodeId, ...] | None = None
     since = start
     found: list[ProcessId] = []
+    state = _Progress()
     while True:
         if on_wait is not None:
             on_wait()
@@ -105,24 +112,24 @@ async def form(
         if key != last:
             last, since = key, now
         if not rules.enough(len(found)):
-            rules.why = "few"
+            state.why = "few"
         elif now - since < rules.stable_for:
-            rules.why = "unstable"
-        elif await _claim(me, chosen, rules):
-            for node in [n for n in rules.held if n not in key]:
-                send(rules.held.pop(node), Release(me))
+            state.why = "unstable"
+        elif await _claim(me, chosen, state):
+            for node in [n for n in state.held if n not in key]:
+                send(state.held.pop(node), Release(me))
             return chosen
         if clock.now() >= deadline:
-            _release_all(me, rules)
-            raise CloudyError(_failure(rules, len(found), explain))
+            _release_all(me, state)
+            raise CloudyError(_failure(rules, state.why, len(found), explain))
         left = ROUND - (clock.now() - began)
         if left > 0:
             await asyncio.sleep(min(left, max(deadline - clock.now(), 0.0)))
 
 
-async def _claim(me: ProcessId, chosen: list[ProcessId], rules: Forming) -> bool:
+async def _claim(me: ProcessId, chosen: list[ProcessId], state: _Progress) -> bool:
     """Claim the slaves of *chosen* not yet held; whether all of them are held now."""
-    asking = {pid.node: pid for pid in chosen if pid.node not in rules.held}
+    asking = {pid.node: pid for pid in chosen if pid.node not in state.held}
     refs = {monitor_node(node): node for node in asking}
     for pid in asking.values():
         send(pid, Claim(me))
@@ -144,41 +151,41 @@ async def _claim(me: ProcessId, chosen: list[ProcessId], rules: Forming) -> bool
             continue
         pending.discard(msg.node)
         if msg.granted:
-            rules.held[msg.node] = asking[msg.node]
+            state.held[msg.node] = asking[msg.node]
         elif msg.holder is not None:
             holders.append(msg.holder)
     for ref in refs:
         unmonitor_node(ref)
     if holders:
-        rules.why = "held:" + ",".join(sorted({str(h.node) for h in holders}))
+        state.why = "held:" + ",".join(sorted({str(h.node) for h in holders}))
         if any(ranks_first(h, me) for h in holders):
-            _release_all(me, rules)  # it ranks first: give way
+            _release_all(me, state)  # it ranks first: give way
         return False
     if lost:
-        rules.why = "lost"
+        state.why = "lost"
         return False
-    return all(pid.node in rules.held for pid in chosen)
+    return all(pid.node in state.held for pid in chosen)
 
 
-def _release_all(me: ProcessId, rules: Forming) -> None:
-    for pid in rules.held.values():
+def _release_all(me: ProcessId, state: _Progress) -> None:
+    for pid in state.held.values():
         send(pid, Release(me))
-    rules.held.clear()
+    state.held.clear()
 
 
-def _failure(rules: Forming, found: int, explain: Callable[[], str]) -> str:
+def _failure(rules: Forming, why: str, found: int, explain: Callable[[], str]) -> str:
     within = f"within {rules.within:g} s"
-    if rules.why.startswith("held:"):
+    if why.startswith("held:"):
         return (
-            f"another master holds slaves this one needs ({rules.why[5:]}) {within}: "
+            f"another master holds slaves this one needs ({why[5:]}) {within}: "
             "a slave serves one master at a time"
         )
-    if rules.why == "unstable":
+    if why == "unstable":
         return (
             f"the slaves found kept changing for {rules.within:g} s "
             f"(they must hold still for {rules.stable_for:g} s)"
         )
-    if rules.why == "lost":
+    if why == "lost":
         return f"slaves were lost while being claimed, again and again, {within}"
     want = rules.want if rules.want is not None else 1
     return f"found {found} of {want} slaves {within}\n" + explain()

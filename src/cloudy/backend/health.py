@@ -5,12 +5,14 @@ it starts a node of its own for a moment on the address this machine uses to rea
 HOST, connects, completes the handshake — which only a node with the same cookie
 completes — and asks the node about its slave controller (any answer will do: one
 that comes proves the node's processes run, not only its socket). Exit status 0 when
-it answered within the timeout, 1 otherwise, with one line saying what failed.
+it answered within the timeout, 1 otherwise, with one line saying what failed (and
+before it, where a node there refused us — another cookie, another protocol version
+— the transport's warning saying so; what answers but is not cloudy is the
+dialler's to report, and this is the line that does).
 """
 
 from __future__ import annotations
 
-import logging
 import socket
 import sys
 from typing import Any, TextIO
@@ -52,19 +54,11 @@ async def health(
         return 1
     options.setdefault("connect_timeout", timeout)
     node = LocalNode(own, 0, cookie=options.pop("cookie", None), local_sockets=False, **options)
-    # one line for a probe's log: what the transport would say of a bad peer is that
-    # line's business (it says why it answered not), not lines of its own
-    quiet = logging.getLogger("cloudy")
-    was = quiet.level
-    quiet.setLevel(logging.CRITICAL)
+    await node.start()
     try:
-        await node.start()
-        try:
-            answer = await whereis_on(node, target, SLAVE_CONTROLLER, clock.now() + timeout)
-        finally:
-            await node.close()
+        answer = await whereis_on(node, target, SLAVE_CONTROLLER, clock.now() + timeout)
     finally:
-        quiet.setLevel(was)
+        await node.close()
     if answer is None:
         print(
             f"cloudy health: no cloudy node with this cookie answered at {host}:{port} "

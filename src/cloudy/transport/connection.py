@@ -312,6 +312,11 @@ class Connection(asyncio.Protocol):
             self._owner.admission.refuse(self.peer_host, Refusal.OVERSIZED)
             self.abort(reason)  # drop what it sent: it will not be read
             return
+        if self.state is ConnState.HANDSHAKE:  # we dialled, and what answered is not cloudy:
+            # the dialler is told why (its one line says it), as the accepting side
+            # counts such callers instead of logging each
+            self.abort(f"not cloudy's protocol {PROTOCOL_VERSION} at that address: {reason}")
+            return
         log.warning("protocol error from %s (%s): %s", self.peer_address, self.peer, reason)
         self.close(reason)
 
