@@ -47,8 +47,11 @@ __all__ = [
 log = logging.getLogger("cloudy.transport")
 
 # Connections in handshake at once: a cluster's nodes connecting at the same moment
-# finish in milliseconds; a flood of idle connections is cut to this many.
-DEFAULT_MAX_PENDING_HANDSHAKES = 64
+# finish in milliseconds; a flood of idle connections is cut to this many. Above the
+# largest full mesh (benchmarks/mesh.py: at 64, 128 nodes started together dropped
+# handshakes about to finish and did not mesh in 60 s; at 256 they mesh in 3 s), and
+# a quarter of a container's usual 1024 open files.
+DEFAULT_MAX_PENDING_HANDSHAKES = 256
 # The kernel's queue of connections not yet accepted; also how many asyncio accepts in
 # one go, before any is admitted (so, like the cap, at most a quarter of the files).
 LISTEN_BACKLOG = 1024
