@@ -7,7 +7,7 @@ STAMP_TEST := $(VENV)/.installed-test
 STAMP_NFT := $(VENV)/.installed-nft
 STAMP_DNS := $(VENV)/.installed-dnsmasq
 
-.PHONY: run test lint typecheck docs unit bench clean
+.PHONY: run test lint typecheck docs unit bench bench-erlang clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,13 @@ docs: $(STAMP_TEST)
 	$(BIN)/mkdocs build --strict -q
 
 test: lint typecheck docs unit
+
+# cloudy against Erlang/OTP in one sitting (benchmarks/vs_erlang.py): Erlang from the
+# distribution's packages when it is missing.
+bench-erlang: $(STAMP_TEST)
+	command -v erl >/dev/null || apt-get install -y -q erlang-base \
+		|| (apt-get update -q && apt-get install -y -q erlang-base)
+	$(BIN)/python benchmarks/vs_erlang.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .site
