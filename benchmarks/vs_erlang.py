@@ -6,7 +6,7 @@ missing), or ``.venv/bin/python benchmarks/vs_erlang.py [--rounds 3] [--slaves 4
 
 Each figure is run as A B A B ...: cloudy, then Erlang, *rounds* times, and the
 medians compared. cloudy's side is ``cloudy local --json`` (the slaves and the master
-each an OS process) and ``benchmarks/spawn.py``; Erlang's is
+each an OS process) and ``benchmarks/spawn.py --only cloudy``; Erlang's is
 ``benchmarks/erlang/cloudy_ring.erl`` — the same models with the same delivery
 guarantees (see its header), a master node and one `peer` node per slave, each an
 OS process, distributed Erlang over TCP on 127.0.0.1 — and its ``spawn_main``.
@@ -151,8 +151,9 @@ def cloudy_model(model: str, slaves: int, send_for: float) -> float:
 
 
 def cloudy_spawn(count: int) -> tuple[float, float]:
-    out = run_group([sys.executable, os.path.join(HERE, "spawn.py"), "--count", str(count)])
-    m = re.search(r"([\d,]+) spawns/s\s+([\d.]+) KB per idle process", out)
+    spawn = os.path.join(HERE, "spawn.py")
+    out = run_group([sys.executable, spawn, "--only", "cloudy", "--count", str(count)])
+    m = re.search(r"([\d,]+) spawns/s\s+([\d.]+) KB each", out)
     if m is None:
         raise RuntimeError(f"spawn.py said: {out}")
     return float(m.group(1).replace(",", "")), float(m.group(2)) * 1024
