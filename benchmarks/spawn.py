@@ -23,15 +23,11 @@ import subprocess
 import sys
 import time
 
-from _common import Parser, loop_name, rss_bytes, run, whole
+from _common import Parser, Stop, loop_name, rss_bytes, run, whole
 
-from cloudy import LocalNode, Message, expect, spawn_local
+from cloudy import LocalNode, expect, spawn_local
 
 LINE = re.compile(r"([\d,]+) spawns/s +([\d.]+) KB each +([\d.]+) s to end")
-
-
-class Stop(Message):
-    pass
 
 
 async def idle() -> None:

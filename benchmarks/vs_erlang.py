@@ -55,7 +55,7 @@ class Figure:
         return statistics.median(self.cloudy) / statistics.median(self.erlang)
 
 
-def run_group(command: list[str], env: dict[str, str] | None = None) -> str:
+def run_group(command: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> str:
     """*command*'s stdout; it and everything it started end with it (its process group)."""
     child = subprocess.Popen(
         command,
@@ -63,6 +63,7 @@ def run_group(command: list[str], env: dict[str, str] | None = None) -> str:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=cwd,  # (Erlang writes its crash dumps there)
         start_new_session=True,
     )
     try:
@@ -115,7 +116,7 @@ class Erlang:
             name = f"cloudy_master_{os.getpid()}@127.0.0.1"
             command += ["-name", name, "-setcookie", self.cookie]
             command += ["-kernel", "prevent_overlapping_partitions", "false"]
-        return run_group([*command, "-eval", call], env=self.env)
+        return run_group([*command, "-eval", call], env=self.env, cwd=self.work)
 
     def model(self, model: str, slaves: int, send_for: float) -> float:
         call = (

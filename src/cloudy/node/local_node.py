@@ -323,6 +323,7 @@ class LocalNode:
         self.flow.ended(proc)
         proc.mailbox = None
         proc.ports = None
+        proc.task = None  # (its task's context holds it: no cycle left for the GC)
 
     async def spawn(self, node: NodeId, clo: Closure) -> ProcessId:
         """Start *clo* on *node* (see `cloudy.spawn`)."""

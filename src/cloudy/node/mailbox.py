@@ -227,7 +227,10 @@ class Process:
         it is aimed at the caller (the task itself was cancelled)."""
         exc = self.take_signal()
         if exc is not None:
-            raise exc from None
+            try:
+                raise exc from None
+            finally:  # (its traceback holds this frame: no cycle through ``exc``)
+                del exc
 
     async def guard(self, aw: Awaitable[T]) -> T:
         """Await *aw*, turning an interruption by a signal into the signal's exception."""

@@ -57,6 +57,11 @@ async def run_process(
             log.error("process %s crashed", proc.pid, exc_info=e)
     ended(proc, reason)
     _settle(proc, result, error)
+    # The traceback of *error* holds this frame, and this frame *error*: a cycle that
+    # only the cyclic GC would free, with the process's whole record on it — 25 objects
+    # a death, and full collections that made closing a node of 100k idle processes
+    # five times slower than cancelling as many bare tasks.
+    del error, result
 
 
 def _reason_for(exc: BaseException) -> AnyDiedReason:
