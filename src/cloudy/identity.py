@@ -46,7 +46,7 @@ def port_number(port: int | str) -> int:
     return number
 
 
-class NodeId(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.NodeId"):
+class NodeId(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="cloudy.NodeId"):
     """The address of a node: the host name or address the user gave, and its TCP port."""
 
     host: str
@@ -78,7 +78,7 @@ class NodeId(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.NodeId"):
         return cls(host, int(port_text))
 
 
-class ProcessId(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.ProcessId"):
+class ProcessId(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="cloudy.ProcessId"):
     """A process: the node it lives on, its number there (unique for the node's life),
     and the node's creation (which run of that node: see the module's docstring)."""
 
@@ -93,7 +93,7 @@ class ProcessId(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.Proces
         return str(self)
 
 
-class MonitorRef(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.MonitorRef"):
+class MonitorRef(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="cloudy.MonitorRef"):
     """Names one monitor (or link) set up by a process on *node*; unique for that node's
     life, and across its restarts by its *creation* (as a pid's)."""
 
@@ -105,7 +105,7 @@ class MonitorRef(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.Monit
         return f"MonitorRef({self.node}#{self.ident})"
 
 
-class SendPort(msgspec.Struct, frozen=True, array_like=True, tag="cloudy.SendPort"):
+class SendPort(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="cloudy.SendPort"):
     """The sending end of a typed channel; a message itself, so it can be handed to others."""
 
     pid: ProcessId
