@@ -58,12 +58,20 @@ docs: $(STAMP_TEST)
 
 test: lint typecheck docs unit
 
-# cloudy against Erlang/OTP in one sitting (benchmarks/vs_erlang.py): Erlang from the
-# distribution's packages when it is missing.
-bench-erlang: $(STAMP_TEST)
-	command -v erl >/dev/null || apt-get install -y -q erlang-base \
+# Erlang/OTP from the distribution's packages, for the benchmarks' reference runs.
+ERLANG := command -v erl >/dev/null || apt-get install -y -q erlang-base \
 		|| (apt-get update -q && apt-get install -y -q erlang-base)
+
+# cloudy against Erlang/OTP in one sitting (benchmarks/vs_erlang.py).
+bench-erlang: $(STAMP_TEST)
+	$(ERLANG)
 	$(BIN)/python benchmarks/vs_erlang.py
+
+# Every benchmark, short, one table of ratios against their references (a regression
+# guard: about two minutes; benchmarks/bench.py).
+bench: $(STAMP_TEST)
+	$(ERLANG)
+	$(BIN)/python benchmarks/bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .site
