@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -412,7 +413,7 @@ async def test_a_node_with_an_explicit_table_runs_only_what_is_in_it() -> None:
     assert "remote_funcs.fail' is not in the remote table" in error
 
 
-async def test_a_burst_larger_than_the_frame_limit_is_split_and_a_huge_message_dropped(
+async def test_a_burst_larger_than_the_frame_limit_is_split_and_a_huge_message_goes_in_parts(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     limit = 64 * 1024
@@ -421,18 +422,41 @@ async def test_a_burst_larger_than_the_frame_limit_is_split_and_a_huge_message_d
         LocalNode("127.0.0.1", 0, cookie=COOKIE, max_frame_size=limit) as b,
     ):
 
-        async def main() -> tuple[list[int], Any]:
+        async def main() -> tuple[str, list[int], Any]:
             echo = await spawn(b.node_id, closure(rf.echo_server))
             me = get_self_pid()
             monitor(echo)
-            send(echo, rf.Echo(me, "x" * (2 * limit)))  # too big for any frame
+            send(echo, rf.Echo(me, "x" * (5 * limit + 7)))  # too big for any one frame
             for i in range(100):  # ~1 MB in one loop turn: many frames
                 send(echo, rf.Echo(me, (i, "y" * 10_000)))
+            huge = await expect(str)  # there and back, in parts both ways
             got = [(await expect(tuple))[0] for _ in range(100)]
             lost = await expect_timeout(0.2, ProcessMonitorNotification)
-            return got, lost
+            return huge, got, lost
 
-        got, lost = await asyncio.wait_for(a.run_process(main), 30)
-    assert got == list(range(100))
+        huge, got, lost = await asyncio.wait_for(a.run_process(main), 30)
+    assert huge == "x" * (5 * limit + 7)
+    assert got == list(range(100))  # and after it, in order
     assert lost is None  # the connection stayed up
-    assert any("over the frame limit" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_message_over_the_default_frame_limit_arrives_whole_and_in_order(
+    peer: NodeProcess,
+) -> None:
+    size = 100 * 1024 * 1024  # over the 64 MiB frame limit: it goes in parts
+
+    async def main() -> tuple[list[Any], int]:
+        echo = await spawn(peer.node_id, closure(rf.echo_server))
+        me = get_self_pid()
+        big = bytes(range(256)) * (size // 256)
+        send(echo, rf.Echo(me, "before"))
+        send(echo, rf.Echo(me, big))
+        send(echo, rf.Echo(me, "after"))
+        got = [await expect(object) for _ in range(3)]
+        back = got[1]
+        assert isinstance(back, bytes)
+        return [got[0], back == big, got[2]], len(back)
+
+    got, length = await asyncio.wait_for(run(main), 60)
+    assert got == ["before", True, "after"] and length == size

@@ -68,6 +68,8 @@ class Controller:
         self._flow = flow
         self._send = send
         self._spawn_closure = spawn_closure
+        # the parts received so far of a message too large for one frame, per connection
+        self._parts: dict[Connection, list[bytes]] = {}
 
     # --- the transport's `ConnectionOwner`: connections made and lost ----------------
 
@@ -76,6 +78,7 @@ class Controller:
         self._outbox.connection_up(conn)
 
     def connection_lost(self, conn: Connection, reason: str) -> None:
+        self._parts.pop(conn, None)  # (a message cut short with its connection)
         self._outbox.connection_lost(conn, reason)
 
     def connection_busy(self, conn: Connection, busy: bool) -> None:
@@ -93,12 +96,13 @@ class Controller:
             try:
                 items = P.decode_items(body)
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                log.warning(
-                    "closing connection from %s: undecodable frame (%s)", conn.remote_node, e
-                )
-                conn.traffic.refuse(UNDECODABLE)
-                conn.close(f"undecodable frame: {e}")
+                self._undecodable(conn, e)
                 return
+            if items and type(items[0]) is P.Fragment:  # a part of a message too large
+                whole = self._reassemble(conn, items[0])  # for one frame
+                if whole is None:
+                    continue
+                items = whole
             conn.messages_in += len(items)
             if codec_counter.undecodable != seen:
                 # something in this frame could not be rebuilt: drop just those messages
@@ -123,6 +127,26 @@ class Controller:
                     _HANDLERS[type(item)](self, conn, item)
             if last is not None:
                 self._flow.delivered(last, conn)
+
+    def _undecodable(self, conn: Connection, e: Exception) -> None:
+        log.warning("closing connection from %s: undecodable frame (%s)", conn.remote_node, e)
+        conn.traffic.refuse(UNDECODABLE)
+        conn.close(f"undecodable frame: {e}")
+
+    def _reassemble(self, conn: Connection, part: P.Fragment) -> list[P.Item] | None:
+        """Keep *part*; after the last one, the items of the whole body (else None)."""
+        parts = self._parts.setdefault(conn, [])
+        parts.append(part.chunk)
+        if not part.last:
+            return None
+        del self._parts[conn]
+        body = bytearray().join(parts)
+        parts.clear()
+        try:
+            return P.decode_items(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            self._undecodable(conn, e)
+            return None
 
     def _without_undecodable(self, conn: Connection, items: list[P.Item]) -> list[P.Item]:
         kept = []

@@ -6,8 +6,11 @@ Items for a remote node go to its `Peer`. The first item for a peer in a loop
 turn is written at once (a lone request or reply pays no extra turn); whatever
 follows in the same turn is gathered and leaves in one frame from `flush`, run
 once at the end of the turn. A batch over the peer's frame limit is split into
-several frames; a single item over it is dropped with a log line (the peer would
-close the connection on it, losing everything in flight).
+several frames; a single item over it goes in parts (`Fragment`), each in a frame
+of its own, one after the other on the connection, and the peer decodes the whole
+when the last part arrives: a message of any size the memory allows arrives. (The
+parts are written at once, so a small message sent after a big one waits for it on
+the wire.)
 
 One sending connection per peer keeps the messages from one process to another
 in order. If both nodes dial each other at once both connections stay up: each
@@ -50,6 +53,8 @@ log = logging.getLogger("cloudy.node")
 MAX_BATCH = 8192
 # Items waiting for a peer (not yet written) above which it is busy.
 MAX_QUEUED = 4 * MAX_BATCH
+# Bytes a frame holding one `Fragment` adds to its part (array, tag, bin header, flag).
+FRAGMENT_OVERHEAD = 16
 
 Own = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
 Lost = Callable[[NodeId, NodeUnreachable], None]
@@ -182,14 +187,12 @@ class Outbox:
             half = len(items) // 2
             self._write(conn, items[:half])
             self._write(conn, items[half:])
-        else:
-            log.error(
-                "dropped a %s of %d bytes for %s: over the frame limit of %d bytes",
-                type(items[0]).__name__,
-                len(body),
-                conn.remote_node,
-                self.max_frame_size,
-            )
+        else:  # one message over the limit: in parts, one frame each, in order
+            step = max(self.max_frame_size - FRAGMENT_OVERHEAD, 1)
+            for start in range(0, len(body), step):
+                part = P.Fragment(body[start : start + step], start + step >= len(body))
+                conn.write_body(P.encode_items([part]))
+            conn.messages_out += 1
 
     # --- connections ------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ __all__ = [
     "cookie_secret",
 ]
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 _MAGIC = "cloudy"
 NONCE_BYTES = 32
 

@@ -26,6 +26,7 @@ __all__ = [
     "ChanSend",
     "Died",
     "Exit",
+    "Fragment",
     "Item",
     "Monitor",
     "NSend",
@@ -144,6 +145,15 @@ class Dropped(_Item, tag=11):
     cause: str
 
 
+class Fragment(_Item, tag=12):
+    """A part of a frame body too large for one frame: a message over the frame limit
+    travels as parts, each alone in a frame, in order on one connection; *last* marks
+    the final part, when the whole body is decoded and its items handled."""
+
+    chunk: bytes
+    last: bool
+
+
 Item = (
     Send
     | NSend
@@ -156,6 +166,7 @@ Item = (
     | Reply
     | WhereIs
     | Dropped
+    | Fragment
 )
 
 _encoder = msgspec.msgpack.Encoder()
@@ -169,6 +180,6 @@ def encode_items(items: list[Item]) -> bytes:
     return _encoder.encode(items)
 
 
-def decode_items(body: bytes | memoryview) -> list[Item]:
+def decode_items(body: bytes | bytearray | memoryview) -> list[Item]:
     """The items of one frame body. Raises `msgspec.DecodeError`/`ValidationError`."""
     return _decoder.decode(body)
