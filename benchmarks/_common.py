@@ -11,8 +11,6 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
-from cloudy import Message
-
 T = TypeVar("T")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -122,8 +120,3 @@ def use_link(link: str) -> str:
     (like the floor) or ``unix`` (cloudy's default between nodes on one machine)."""
     os.environ["CLOUDY_LOCAL_SOCKETS"] = "1" if link == "unix" else "0"
     return link
-
-
-class Stop(Message):
-    """Tells a benchmark's process to end (defined here, not in a script's __main__,
-    so that it has a module every node can import)."""

@@ -23,7 +23,8 @@ import subprocess
 import sys
 import time
 
-from _common import Parser, Stop, loop_name, rss_bytes, run, whole
+from _common import Parser, loop_name, rss_bytes, run, whole
+from _messages import Stop
 
 from cloudy import LocalNode, expect, spawn_local
 

@@ -115,9 +115,8 @@ class LocalNode:
     sending to a peer with more than *send_high_water* bytes waiting for it is
     suspended at its next await; a mailbox holding *mailbox_warn_at* messages is
     logged, and one holding *mailbox_pause_at* stops the connections feeding it
-    from being read until it is half as long (see ``flow.py``); a frame holds at most
-    *max_frame_size* bytes (64 MiB), and a message larger than that travels in parts
-    of that size, so that any message the memory allows arrives (see ``outbox.py``).
+    from being read until it is half as long (see ``flow.py``); a message over
+    *max_frame_size* bytes (64 MiB) travels in parts of that size (``outbox.py``).
 
     Peers on this machine are linked by a Unix socket rather than TCP (faster; the
     same handshake and cookie) unless *local_sockets* is False (default: on unless
