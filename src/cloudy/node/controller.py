@@ -69,7 +69,7 @@ class Controller:
         self._send = send
         self._spawn_closure = spawn_closure
         # the parts received so far of a message too large for one frame, per connection
-        self._parts: dict[Connection, list[bytes]] = {}
+        self._parts: dict[Connection, list[memoryview]] = {}
 
     # --- the transport's `ConnectionOwner`: connections made and lost ----------------
 

@@ -116,7 +116,7 @@ class LocalNode:
     suspended at its next await; a mailbox holding *mailbox_warn_at* messages is
     logged, and one holding *mailbox_pause_at* stops the connections feeding it
     from being read until it is half as long (see ``flow.py``); a message over
-    *max_frame_size* bytes (64 MiB) travels in parts of that size (``outbox.py``).
+    *max_frame_size* bytes (64 MiB) travels in parts of 1 MiB (``outbox.py``).
 
     Peers on this machine are linked by a Unix socket rather than TCP (faster; the
     same handshake and cookie) unless *local_sockets* is False (default: on unless

@@ -55,6 +55,9 @@ MAX_BATCH = 8192
 MAX_QUEUED = 4 * MAX_BATCH
 # Bytes a frame holding one `Fragment` adds to its part (array, tag, bin header, flag).
 FRAGMENT_OVERHEAD = 16
+# The size of each part of a message over the frame limit: small enough that neither
+# side buffers much more than one part at a time in its framing.
+PART_SIZE = 1 << 20
 
 Own = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
 Lost = Callable[[NodeId, NodeUnreachable], None]
@@ -188,9 +191,10 @@ class Outbox:
             self._write(conn, items[:half])
             self._write(conn, items[half:])
         else:  # one message over the limit: in parts, one frame each, in order
-            step = max(self.max_frame_size - FRAGMENT_OVERHEAD, 1)
+            step = max(min(PART_SIZE, self.max_frame_size - FRAGMENT_OVERHEAD), 1)
+            whole = memoryview(body)
             for start in range(0, len(body), step):
-                part = P.Fragment(body[start : start + step], start + step >= len(body))
+                part = P.Fragment(whole[start : start + step], start + step >= len(body))
                 conn.write_body(P.encode_items([part]))
             conn.messages_out += 1
 

@@ -150,7 +150,7 @@ class Fragment(_Item, tag=12):
     travels as parts, each alone in a frame, in order on one connection; *last* marks
     the final part, when the whole body is decoded and its items handled."""
 
-    chunk: bytes
+    chunk: memoryview  # (decoded as a view of its frame: the parts are copied once)
     last: bool
 
 
