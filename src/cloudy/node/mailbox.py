@@ -287,14 +287,10 @@ class Process:
         """Block until a message arrives (True) or *timeout_at* passes (False)."""
         if self.attention is not None:
             await self.attend()
-        # (the task's loop: Python 3.11's get_running_loop makes a getpid syscall)
-        task = self.task
-        loop = task.get_loop() if task is not None else asyncio.get_running_loop()
-        fut = loop.create_future()
-        self.waiter = fut
+        fut = self.arm()
         handle = None
         if timeout_at is not None:
-            handle = loop.call_at(timeout_at, _wake, fut)
+            handle = fut.get_loop().call_at(timeout_at, _wake, fut)
         try:
             await fut
         except asyncio.CancelledError:
@@ -304,7 +300,16 @@ class Process:
             self.waiter = None
             if handle is not None:
                 handle.cancel()
-        return timeout_at is None or loop.time() < timeout_at
+        return timeout_at is None or fut.get_loop().time() < timeout_at
+
+    def arm(self) -> asyncio.Future[None]:
+        """A new future that the next message delivered resolves: the process's waiter."""
+        # (the task's loop: Python 3.11's get_running_loop makes a getpid syscall)
+        task = self.task
+        loop = task.get_loop() if task is not None else asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self.waiter = fut
+        return fut
 
     async def checkpoint(self) -> None:
         """Yield to the loop once; deliver any queued signal as its exception."""

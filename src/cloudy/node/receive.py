@@ -182,7 +182,16 @@ async def expect(tp: type[T]) -> T:
                     del mb[i]
                     return msg
                 i += 1
-        await proc.wait()
+        # `Process.wait` without a timeout, inlined: a coroutine less for every process
+        # waiting here (12-23 % faster spawns, 0.26 KB less each: benchmarks/spawn.py)
+        if proc.attention is not None:
+            await proc.attend()
+        try:
+            await proc.arm()  # (the delivery that wakes it clears its waiter)
+        except asyncio.CancelledError:
+            proc.waiter = None
+            proc.raise_signal()
+            raise
 
 
 @waits_in("receive")
