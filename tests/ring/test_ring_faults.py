@@ -284,8 +284,9 @@ def test_a_slave_killed_is_restarted_by_its_heart_and_rejoins_with_the_same_resu
         os.kill(node_of(hearts[2]), signal.SIGKILL)
         errs[2].wait_for(r"restart", 10)
         status = master.wait(timeout=60)
-        # (what the master and the restarted slave said, and the report, if it failed)
-        assert status == 0, STDERR[master.pid].text + errs[2].text + report_out.text
+        # (what the master and every slave said, and the report, if it failed)
+        said = "".join(f"--- slave {i}:\n{e.text}" for i, e in enumerate(errs))
+        assert status == 0, STDERR[master.pid].text + said + report_out.text
         report = json.loads(report_out.wait_for(r"^\{.*\}$", 10).group(0))
     finally:
         end([*hearts, *([master] if master else [])])
