@@ -9,7 +9,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+if TYPE_CHECKING:
+    from cloudy import ProcessId
 
 T = TypeVar("T")
 
@@ -72,6 +75,17 @@ async def serve_node(cookie: str, name: str, fn: Callable[[], Awaitable[None]]) 
         node.register(name, node.fork_process(fn))
         print("ready", node.node_id.port, flush=True)
         await asyncio.Event().wait()
+
+
+async def find_served(port: int, name: str) -> ProcessId:
+    """The process registered as *name* on the node at 127.0.0.1:*port* (a child's,
+    as `serve_node` starts it); call it in a process of the benchmark's own node."""
+    from cloudy import NodeId, WhereIsReply, expect, whereis_remote_async
+
+    whereis_remote_async(NodeId("127.0.0.1", port), name)
+    reply = await expect(WhereIsReply)
+    assert reply.pid is not None, f"no {name!r} at 127.0.0.1:{port}"
+    return reply.pid
 
 
 class Parser(argparse.ArgumentParser):

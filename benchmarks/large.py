@@ -18,19 +18,25 @@ import asyncio
 import statistics
 import time
 
-from _common import LINKS, loop_name, run, serve_node, start_child, stop_child, use_link
+from _common import (
+    LINKS,
+    find_served,
+    loop_name,
+    run,
+    serve_node,
+    start_child,
+    stop_child,
+    use_link,
+)
 
 from cloudy import (
     LocalNode,
     Message,
-    NodeId,
     ProcessId,
-    WhereIsReply,
     expect,
     get_self_pid,
     send,
     spawn_local,
-    whereis_remote_async,
 )
 
 COOKIE = "large-message-benchmark"
@@ -78,10 +84,7 @@ async def pinger(target: ProcessId, parent: ProcessId, stop_at: list[bool]) -> N
 
 async def measure(port: int, mib: int) -> tuple[float, list[float], list[float]]:
     async def main() -> tuple[float, list[float], list[float]]:
-        whereis_remote_async(NodeId("127.0.0.1", port), "sink")
-        reply = await expect(WhereIsReply)
-        assert reply.pid is not None
-        target, me = reply.pid, get_self_pid()
+        target, me = await find_served(port, "sink"), get_self_pid()
         idle = []
         for _ in range(200):
             start = time.perf_counter()

@@ -19,21 +19,17 @@ import logging
 import sys
 import time
 
-from _common import HERE, loop_name, run, start_child, stop_child
+from _common import HERE, find_served, loop_name, run, start_child, stop_child
 
 import cloudy
 from cloudy import (
     LocalNode,
     Message,
-    NodeId,
     ProcessId,
-    WhereIsReply,
-    expect,
     expect_timeout,
     get_self_pid,
     receive_all,
     send,
-    whereis_remote_async,
 )
 
 COOKIE = "overload-benchmark"
@@ -145,10 +141,7 @@ async def serve_sender(port: int, me: int, seconds: float) -> None:
     pause = getattr(cloudy, "drain", None)
 
     async def main() -> int:
-        whereis_remote_async(NodeId("127.0.0.1", port), "sink")
-        reply = await expect(WhereIsReply)
-        assert reply.pid is not None
-        sink = reply.pid
+        sink = await find_served(port, "sink")
         print("ready", flush=True)
         deadline = time.monotonic() + seconds
         seq = 0
@@ -179,10 +172,7 @@ async def one_row(port: int, n: int, seconds: float) -> tuple[Stats, list[float]
     senders: list[asyncio.subprocess.Process] = []
 
     async def main() -> Stats:
-        whereis_remote_async(NodeId("127.0.0.1", port), "sink")
-        reply = await expect(WhereIsReply)
-        assert reply.pid is not None
-        sink = reply.pid
+        sink = await find_served(port, "sink")
         for k in range(n):
             senders.append(
                 await asyncio.create_subprocess_exec(

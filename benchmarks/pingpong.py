@@ -14,19 +14,25 @@ import asyncio
 import statistics
 import time
 
-from _common import LINKS, loop_name, run, serve_node, start_child, stop_child, use_link
+from _common import (
+    LINKS,
+    find_served,
+    loop_name,
+    run,
+    serve_node,
+    start_child,
+    stop_child,
+    use_link,
+)
 from _floor import FrameProtocol, serve
 
 from cloudy import (
     LocalNode,
     Message,
-    NodeId,
     ProcessId,
-    WhereIsReply,
     expect,
     get_self_pid,
     send,
-    whereis_remote_async,
 )
 
 COOKIE = "pingpong-benchmark"
@@ -80,10 +86,7 @@ async def both(cloudy_port: int, floor_port: int, count: int) -> tuple[list[floa
             assert int(body) == i
 
     async def main() -> tuple[list[float], list[float]]:
-        whereis_remote_async(NodeId("127.0.0.1", cloudy_port), "pong")
-        reply = await expect(WhereIsReply)
-        assert reply.pid is not None
-        pong, me = reply.pid, get_self_pid()
+        pong, me = await find_served(cloudy_port, "pong"), get_self_pid()
         cloudy: list[float] = []
         floor: list[float] = []
         for i in range(count):

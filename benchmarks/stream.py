@@ -16,20 +16,26 @@ import sys
 import time
 
 import msgspec
-from _common import LINKS, loop_name, run, serve_node, start_child, stop_child, use_link
+from _common import (
+    LINKS,
+    find_served,
+    loop_name,
+    run,
+    serve_node,
+    start_child,
+    stop_child,
+    use_link,
+)
 from _floor import FrameProtocol, decoder, encoder, serve
 
 import cloudy
 from cloudy import (
     LocalNode,
     Message,
-    NodeId,
     ProcessId,
-    WhereIsReply,
     expect,
     get_self_pid,
     send,
-    whereis_remote_async,
 )
 
 COOKIE = "stream-benchmark"
@@ -98,10 +104,7 @@ pause = getattr(cloudy, "drain", None) or (lambda: asyncio.sleep(0))
 
 async def cloudy_rate(port: int, count: int) -> float:
     async def main() -> float:
-        whereis_remote_async(NodeId("127.0.0.1", port), "sink")
-        reply = await expect(WhereIsReply)
-        assert reply.pid is not None
-        sink_pid = reply.pid
+        sink_pid = await find_served(port, "sink")
         send(sink_pid, Start(get_self_pid(), count))
         start = time.perf_counter()
         for i in range(count):
