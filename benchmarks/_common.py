@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -65,6 +67,49 @@ def stop_child(child: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+def run_group(
+    command: list[str], *, timeout: float, env: dict[str, str] | None = None, cwd: str | None = None
+) -> str:
+    """*command*'s stdout; it and every process it started, in its own process group,
+    end with it (by the group: also on a timeout, or when it fails). Raises
+    `RuntimeError` with the end of its stderr when it exits with a status not 0."""
+    child = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        out, err = child.communicate(timeout=timeout)
+    finally:
+        end_group(child)
+    if child.returncode != 0:
+        tail = "\n".join(err.strip().splitlines()[-10:])
+        raise RuntimeError(f"{' '.join(command[:4])}... exited {child.returncode}:\n{tail}")
+    return out
+
+
+def end_group(child: subprocess.Popen[Any]) -> None:
+    """End *child*'s process group: SIGTERM, then SIGKILL after 5 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, sig)
+        try:
+            child.wait(timeout=5)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def end_on_sigterm() -> None:
+    """SIGTERM raises SystemExit here, so the ``finally`` blocks that end this
+    benchmark's own children run when it is itself ended."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 async def serve_node(cookie: str, name: str, fn: Callable[[], Awaitable[None]]) -> None:

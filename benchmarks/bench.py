@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from _common import HERE
+from _common import HERE, end_on_sigterm, run_group
 
 TIMEOUT = 300
 
@@ -35,17 +35,10 @@ class Row:
 
 
 def last_line(script: str, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, os.path.join(HERE, script), *args],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"{script} exited {done.returncode}: {tail}")
+    out = run_group([sys.executable, os.path.join(HERE, script), *args], timeout=TIMEOUT)
+    lines = out.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"{script} printed nothing")
     return lines[-1]
 
 
@@ -113,6 +106,7 @@ def simulator() -> list[Row]:
 
 
 def main() -> int:
+    end_on_sigterm()
     parts: list[Callable[[], list[Row]]] = [local_send, spawn, link, models, overload, simulator]
     rows: list[Row] = []
     for part in parts:

@@ -25,16 +25,14 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
-from _common import HERE, Parser, whole
+from _common import HERE, Parser, end_group, end_on_sigterm, run_group, whole
 
 from cloudy.testing import free_port
 
@@ -53,38 +51,6 @@ class Figure:
 
     def ratio(self) -> float:
         return statistics.median(self.cloudy) / statistics.median(self.erlang)
-
-
-def run_group(command: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> str:
-    """*command*'s stdout; it and everything it started end with it (its process group)."""
-    child = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=cwd,  # (Erlang writes its crash dumps there)
-        start_new_session=True,
-    )
-    try:
-        out, err = child.communicate(timeout=TIMEOUT)
-    finally:
-        end_group(child)
-    if child.returncode != 0:
-        tail = "\n".join(err.strip().splitlines()[-10:])
-        raise RuntimeError(f"{' '.join(command[:4])}... exited {child.returncode}:\n{tail}")
-    return out
-
-
-def end_group(child: subprocess.Popen[Any]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, sig)
-        try:
-            child.wait(timeout=5)
-            break
-        except subprocess.TimeoutExpired:
-            continue
 
 
 class Erlang:
@@ -116,7 +82,8 @@ class Erlang:
             name = f"cloudy_master_{os.getpid()}@127.0.0.1"
             command += ["-name", name, "-setcookie", self.cookie]
             command += ["-kernel", "prevent_overlapping_partitions", "false"]
-        return run_group([*command, "-eval", call], env=self.env, cwd=self.work)
+        # (cwd: where Erlang writes its crash dumps)
+        return run_group([*command, "-eval", call], timeout=TIMEOUT, env=self.env, cwd=self.work)
 
     def model(self, model: str, slaves: int, send_for: float) -> float:
         call = (
@@ -142,7 +109,8 @@ def cloudy_model(model: str, slaves: int, send_for: float) -> float:
         [
             *(sys.executable, "-m", "cloudy", "local", "--json", "--slaves", str(slaves)),
             *("--send-for", f"{send_for}s", "--wait-for", "1s", "--model", model, *extra),
-        ]
+        ],
+        timeout=TIMEOUT,
     )
     report = json.loads(out)
     if not report["agree"]:
@@ -153,7 +121,9 @@ def cloudy_model(model: str, slaves: int, send_for: float) -> float:
 
 def cloudy_spawn(count: int) -> tuple[float, float]:
     spawn = os.path.join(HERE, "spawn.py")
-    out = run_group([sys.executable, spawn, "--only", "cloudy", "--count", str(count)])
+    out = run_group(
+        [sys.executable, spawn, "--only", "cloudy", "--count", str(count)], timeout=TIMEOUT
+    )
     m = re.search(r"([\d,]+) spawns/s\s+([\d.]+) KB each", out)
     if m is None:
         raise RuntimeError(f"spawn.py said: {out}")
@@ -179,6 +149,7 @@ def erlang_side() -> Iterator[Erlang]:
 
 
 def main() -> int:
+    end_on_sigterm()
     parser = Parser(description=__doc__)
     parser.add_argument("--rounds", type=whole(1), default=3, help="A B pairs per figure (3)")
     parser.add_argument("--slaves", type=whole(2), default=4, help="slaves (4)")
