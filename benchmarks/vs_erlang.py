@@ -82,6 +82,7 @@ class Erlang:
             name = f"cloudy_master_{os.getpid()}@127.0.0.1"
             command += ["-name", name, "-setcookie", self.cookie]
             command += ["-kernel", "prevent_overlapping_partitions", "false"]
+            command += ["-kernel", "inet_dist_use_interface", "{127,0,0,1}"]  # loopback only
         # (cwd: where Erlang writes its crash dumps)
         return run_group([*command, "-eval", call], timeout=TIMEOUT, env=self.env, cwd=self.work)
 

@@ -69,7 +69,8 @@ start_peer(I, Dir, Cookie) ->
         host => "127.0.0.1",
         longnames => true,
         args => ["-setcookie", Cookie, "-pa", Dir, "-start_epmd", "false",
-                 "-kernel", "prevent_overlapping_partitions", "false"]}),
+                 "-kernel", "prevent_overlapping_partitions", "false",
+                 "-kernel", "inet_dist_use_interface", "{127,0,0,1}"]}),
     {Ref, Node}.
 
 %% --- a slave ----------------------------------------------------------------------
