@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import io
 import os
 import signal
 import socket
@@ -12,10 +14,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from cloudy.backend.health import health
 from cloudy.testing import free_port
 
 __all__ = ["CLOUDY", "as_on_a_terminal", "ended_by_pid", "own_discovery_port"]
-__all__ += ["processes_mentioning", "run_local", "wait_listening"]
+__all__ += ["processes_mentioning", "run_local", "wait_listening", "wait_serving"]
 
 CLOUDY = [sys.executable, "-m", "cloudy"]
 
@@ -95,3 +98,16 @@ def wait_listening(port: int, timeout: float = 20.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {port}")
+
+
+def wait_serving(port: int, cookie: str, timeout: float = 20.0) -> None:
+    """Until the slave on 127.0.0.1:*port* answers as ``cloudy health`` asks it to. A
+    slave's node listens before its discovery daemon runs and its controller is
+    registered; only then can a master's discovery find it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        said = io.StringIO()  # (why it did not answer yet: not a failure)
+        if asyncio.run(health("127.0.0.1", port, timeout=1.0, out=said, cookie=cookie)) == 0:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"no slave with this cookie serves on {port}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import remote_funcs as rf
-from procs import ended_by_pid, wait_listening
+from procs import ended_by_pid, wait_serving
 
 from cloudy import NodeId, call, closure
 from cloudy.backend import simplelocalnet as sl
@@ -47,7 +47,8 @@ def cloudy_slave(port: int, discovery: str, env: dict[str, str]) -> subprocess.P
 
 
 def test_the_minimal_example_prints_the_four_slaves_and_they_exit_by_themselves() -> None:
-    env = dict(os.environ, CLOUDY_COOKIE=unique_cookie("minimal"))
+    cookie = unique_cookie("minimal")
+    env = dict(os.environ, CLOUDY_COOKIE=cookie)
     ports = [free_port() for _ in range(4)]
     example = str(ROOT / "examples" / "minimal.py")
     with ended_by_pid() as started:
@@ -62,7 +63,7 @@ def test_the_minimal_example_prints_the_four_slaves_and_they_exit_by_themselves(
                 )
             )
         for port in ports:
-            wait_listening(port)
+            wait_serving(port, cookie)
         # the master on a port the system picks: one picked free beforehand may be taken
         # by another test's connection by now
         master = subprocess.run(
@@ -293,7 +294,7 @@ def test_twenty_slaves_are_all_found_by_one_find_slaves_and_all_terminated() -> 
         for port in ports:
             started.append(cloudy_slave(port, discovery, env))
         for port in ports:
-            wait_listening(port, timeout=60)
+            wait_serving(port, cookie, timeout=60)
 
         async def master(backend: sl.Backend) -> list[NodeId]:
             async def main() -> list[NodeId]:
@@ -354,7 +355,7 @@ def test_a_slaves_say_lines_print_on_the_master_that_took_it(
         started.append(
             subprocess.Popen([*command, "--discovery-port", discovery], env=env, text=True)
         )
-        wait_listening(port)
+        wait_serving(port, cookie)
         backend = sl.initialize_backend(
             "127.0.0.1", 0, multicast_port=int(discovery), cookie=cookie
         )
@@ -418,11 +419,12 @@ async def test_doctor_reports_a_cookie_file_others_can_read(
 
 def test_cloudy_peers_lists_a_running_slave() -> None:
     discovery = str(free_port(socket.SOCK_DGRAM))
-    env = dict(os.environ, CLOUDY_COOKIE=unique_cookie("peers"))
+    cookie = unique_cookie("peers")
+    env = dict(os.environ, CLOUDY_COOKIE=cookie)
     port = free_port()
     with ended_by_pid() as started:
         started.append(cloudy_slave(port, discovery, env))
-        wait_listening(port)
+        wait_serving(port, cookie)
         done = subprocess.run(
             [*CLOUDY, "peers", "127.0.0.1", "--discovery-port", discovery],
             env=env,
